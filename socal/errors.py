@@ -1,0 +1,24 @@
+"""Errors a user can fix, reported as one line instead of a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+log = logging.getLogger("socal")
+
+
+class UserError(Exception):
+    """Bad input or configuration: the message says what is wrong and how to fix it."""
+
+
+@contextlib.contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Turn a UserError into one ``error: ...`` line and exit code 2."""
+    try:
+        yield
+    except UserError as err:
+        log.error("error: %s", err)
+        sys.exit(2)

@@ -1,0 +1,50 @@
+"""Device, precision and seeding: settings that cannot work here are replaced, and said so."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from typing import ContextManager
+
+import numpy as np
+import torch
+
+from socal.config import Device, Precision
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    device = Device(device)
+    if device is Device.cuda and not torch.cuda.is_available():
+        log.warning("trainer.device=cuda but no GPU is visible: training on the CPU")
+        return torch.device("cpu")
+    if device is Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device.value)
+
+
+def resolve_precision(precision: Precision | str, device: torch.device) -> Precision:
+    """The nearest precision that works on ``device``: fp16 needs a GPU, bf16 an Ampere one."""
+    precision = Precision(precision)
+    if precision is Precision.fp16_mixed and device.type != "cuda":
+        log.warning("trainer.precision=16-mixed needs a GPU: using 32 on %s", device)
+        return Precision.fp32
+    if precision is Precision.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("trainer.precision=bf16 is not supported by this GPU: using 16-mixed")
+        return Precision.fp16_mixed
+    return precision
+
+
+def autocast(precision: Precision, device: torch.device) -> ContextManager:
+    if precision is Precision.fp32:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision is Precision.bf16 else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
