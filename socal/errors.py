@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Iterator
 
+from hydra.errors import HydraException
+
 log = logging.getLogger("socal")
 
 
@@ -16,9 +18,9 @@ class UserError(Exception):
 
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turn a UserError into one ``error: ...`` line and exit code 2."""
+    """Turn a UserError (or a config that does not compose) into one ``error:`` line, exit 2."""
     try:
         yield
-    except UserError as err:
-        log.error("error: %s", err)
+    except (UserError, HydraException) as err:
+        log.error("error: %s", " ".join(str(err).split()))
         sys.exit(2)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 import torch
 
 from socal import checkpoint
+from socal.check import summary
 from socal.config import Precision, Target, fingerprint, semantic_config
 from socal.dataset import ClipDataset
 from socal.engine import Engine, log_metrics
@@ -95,8 +96,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
 
     trials, report = index_folder(prepare_data(cfg), cfg.data.target.value)
-    for line in report.lines():
-        log.warning("data check: %s", line)
+    for line in summary(trials, report, cfg.data.target.value):
+        log.info("data check: %s", line)
     subsets = split_trials(trials, cfg.split, regression=task == "regression")
     split_table(subsets).to_csv(run_dir / "split.csv", index=False)
     log.info("split=%s: %s", cfg.split.strategy.value,

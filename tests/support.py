@@ -1,0 +1,60 @@
+"""Shared helpers for the tests: compose configs, make synthetic folders, run train.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from socal.config import register
+from socal.synthetic import SyntheticSpec, ensure_synthetic
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+register()
+
+
+def compose_train(overrides: list[str], config_name: str = "train") -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+def synthetic_folder(base: Path, **spec: object) -> Path:
+    """A synthetic SOCAL folder under ``base``, reused across tests with the same spec."""
+    spec_obj = SyntheticSpec(**spec)
+    name = "-".join(f"{k}{v}" for k, v in sorted(spec.items())) or "default"
+    return ensure_synthetic(base / f"syn-{name}", spec_obj, progress=False)
+
+
+# Small and fast: 4 frames of 32 px, a few epochs; used by the end-to-end tests.
+TINY = [
+    "model=videomae_tiny",
+    "model.arch.image_size=32",
+    "data.num_frames=4",
+    "trainer.device=cpu",
+    "trainer.num_workers=0",
+    "trainer.batch_size=4",
+    "trainer.progress=false",
+    "optimizer.lr=1e-3",
+]
+
+
+def run_train(run_dir: Path, overrides: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    """``python train.py`` in a subprocess, as a user runs it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
