@@ -227,9 +227,10 @@ def register() -> None:
     """Put the schemas in Hydra's ConfigStore; YAML files name them in their defaults list."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
+    # Under schema/<group>/ so that they are not listed among the group's own options.
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():
-            store.store(group=group, name=f"{option}_schema", node=schema)
+            store.store(group=f"schema/{group}", name=option, node=schema)
 
 
 def semantic_config(cfg: DictConfig) -> dict:

@@ -30,7 +30,10 @@ def decode_frame(path: Path, short_side: int) -> np.ndarray:
         image.draft("RGB", (short_side * image.width // min(image.size), short_side))
         image = image.convert("RGB")
         scale = short_side / min(image.size)
-        size = (max(short_side, round(image.width * scale)), max(short_side, round(image.height * scale)))
+        size = (
+            max(short_side, round(image.width * scale)),
+            max(short_side, round(image.height * scale)),
+        )
         return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None))
 
 
@@ -73,7 +76,11 @@ class ClipDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(rng.integers(2**63)))
             pixels = self.transform(video)
-        return {"pixel_values": pixels.as_subclass(torch.Tensor), "label": trial.label, "index": index}
+        return {
+            "pixel_values": pixels.as_subclass(torch.Tensor),
+            "label": trial.label,
+            "index": index,
+        }
 
     def _frame(self, trial: Trial, position: int) -> np.ndarray:
         """The frame at ``position``, or its nearest decodable neighbour (logged)."""
@@ -82,5 +89,7 @@ class ClipDataset(Dataset):
         except OSError as err:
             good = [True] * trial.n_frames
             good[position] = False
-            log.warning("unreadable frame %s (%s): using its neighbour", trial.frames[position], err)
+            log.warning(
+                "unreadable frame %s (%s): using its neighbour", trial.frames[position], err
+            )
             return decode_frame(trial.frames[nearest_good(good, position)], self.image_size)

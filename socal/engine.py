@@ -183,7 +183,10 @@ class Engine:
             train.generator.manual_seed(self.trainer.seed * 100_003 + self.epoch)
             train_loss = self.train_epoch(train)
             result = self.predict(val)
-            metrics = {"loss": result.loss, **task_metrics(self.task, result.labels, result.outputs)}
+            metrics = {
+                "loss": result.loss,
+                **task_metrics(self.task, result.labels, result.outputs),
+            }
             row = {
                 "epoch": self.epoch + 1,
                 "train_loss": train_loss,
@@ -195,7 +198,9 @@ class Engine:
             value = row[self.monitor]
             if self._improved(value):
                 self.best, self.bad_epochs = value, 0
-                checkpoint.atomic_save(self.model.state_dict(), self.checkpoint_dir / checkpoint.BEST)
+                checkpoint.atomic_save(
+                    self.model.state_dict(), self.checkpoint_dir / checkpoint.BEST
+                )
             else:
                 self.bad_epochs += 1
             if isinstance(self.scheduler, ReduceLROnPlateau):
@@ -206,7 +211,9 @@ class Engine:
                 self.stopped = True
                 log.info(
                     "early stopping: %s has not improved for %d epochs (best %.4f)",
-                    self.monitor, self.bad_epochs, self.best,
+                    self.monitor,
+                    self.bad_epochs,
+                    self.best,
                 )
             checkpoint.save_last(self.state_dict(), self.checkpoint_dir)
 

@@ -74,7 +74,9 @@ def read_outcomes(root: Path, target: str) -> pd.DataFrame:
     table = pd.read_csv(path, dtype={"trial_id": str}, na_values=["NA"])
     missing = [c for c in ("trial_id", target) if c not in table.columns]
     if missing:
-        raise UserError(f"{path} lacks column(s) {', '.join(missing)}; it has {list(table.columns)}")
+        raise UserError(
+            f"{path} lacks column(s) {', '.join(missing)}; it has {list(table.columns)}"
+        )
     return table
 
 
@@ -142,10 +144,14 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
         raise UserError(f"{frames_dir} not found: data.root must be a SOCAL folder")
     outcomes = read_outcomes(root, target)
     has_mapping = (root / MAPPING_CSV).is_file()
-    frames = _frames_from_mapping(root, frames_dir) if has_mapping else _frames_from_names(frames_dir)
+    frames = (
+        _frames_from_mapping(root, frames_dir) if has_mapping else _frames_from_names(frames_dir)
+    )
     if frames.empty:
         raise UserError(f"no frames found in {frames_dir} (expected <trial>_frame_00000001.jpeg)")
-    log.info("indexing %s (frame order from %s)", root, MAPPING_CSV if has_mapping else "file names")
+    log.info(
+        "indexing %s (frame order from %s)", root, MAPPING_CSV if has_mapping else "file names"
+    )
 
     report = DataReport()
     duplicated = outcomes["trial_id"].duplicated(keep=False)
@@ -171,7 +177,9 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
             report.unreadable_trials.append(trial_id)
             continue
         paths = [paths[nearest_good(good, i)] for i in range(len(paths))]
-        participant = outcomes.at[trial_id, "participant_id"] if "participant_id" in outcomes else None
+        participant = (
+            outcomes.at[trial_id, "participant_id"] if "participant_id" in outcomes else None
+        )
         participant = participant_of(trial_id) if pd.isna(participant) else str(int(participant))
         trials.append(Trial(trial_id, participant, float(label), tuple(paths)))
     if not trials:

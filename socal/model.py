@@ -49,7 +49,7 @@ def _from_pretrained(source: str, overrides: dict) -> VideoMAEForVideoClassifica
     except OSError as err:
         raise UserError(
             f"cannot load model '{source}': {str(err).splitlines()[0]} -- check the name, your "
-            "network or HF cache, or set model.source to a local directory saved with save_pretrained"
+            "network or HF cache, or set model.source to a directory saved with save_pretrained"
         ) from err
     log.info("model: %s", source)
     return model

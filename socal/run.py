@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-import torch
 
 from socal import checkpoint
 from socal.check import summary
@@ -48,11 +48,19 @@ def prepare_data(cfg: DictConfig) -> Path:
 
 def check_settings(cfg: DictConfig, task: str) -> Precision:
     """Config values a schema cannot express, checked before any data is touched."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(
+            f"{', '.join(missing)} must be set, e.g. python train.py data.root=/path/to/SOCAL "
+            "(or experiment=demo for the built-in synthetic demo)"
+        )
     try:
         precision = Precision(cfg.trainer.precision)
     except ValueError:
         choices = ", ".join(p.value for p in Precision)
-        raise UserError(f"trainer.precision={cfg.trainer.precision} is not one of {choices}") from None
+        raise UserError(
+            f"trainer.precision={cfg.trainer.precision} is not one of {choices}"
+        ) from None
     if cfg.trainer.early_stopping.metric not in MONITORS[task]:
         raise UserError(
             f"trainer.early_stopping.metric={cfg.trainer.early_stopping.metric} is not one of "
@@ -75,14 +83,16 @@ def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool) -> DataLoader:
 def _predictions_table(subset: str, trials: list[Trial], result, task: str) -> pd.DataFrame:
     chosen = [trials[i] for i in result.indices]
     prediction = result.outputs >= 0.5 if task == "classification" else result.outputs
-    return pd.DataFrame({
-        "trial": [t.trial_id for t in chosen],
-        "participant": [t.participant for t in chosen],
-        "label": result.labels,
-        "probability" if task == "classification" else "predicted": result.outputs,
-        "prediction": prediction.astype(int) if task == "classification" else prediction,
-        "subset": subset,
-    })
+    return pd.DataFrame(
+        {
+            "trial": [t.trial_id for t in chosen],
+            "participant": [t.participant for t in chosen],
+            "label": result.labels,
+            "probability" if task == "classification" else "predicted": result.outputs,
+            "prediction": prediction.astype(int) if task == "classification" else prediction,
+            "subset": subset,
+        }
+    )
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -100,8 +110,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         log.info("data check: %s", line)
     subsets = split_trials(trials, cfg.split, regression=task == "regression")
     split_table(subsets).to_csv(run_dir / "split.csv", index=False)
-    log.info("split=%s: %s", cfg.split.strategy.value,
-             ", ".join(f"{k} {len(v)} trials" for k, v in subsets.items()))
+    log.info(
+        "split=%s: %s",
+        cfg.split.strategy.value,
+        ", ".join(f"{k} {len(v)} trials" for k, v in subsets.items()),
+    )
 
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg.model, cfg.data.num_frames, cfg.trainer.dropout)
@@ -116,10 +129,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     mode = cfg.trainer.early_stopping.mode.value
     scheduler = build_scheduler(cfg.scheduler, optimizer, steps, cfg.trainer.epochs, mode)
     train_labels = np.array([t.label for t in subsets["train"]])
-    scale = (0.0, 1.0) if task == "classification" else (train_labels.mean(), train_labels.std() or 1.0)
+    scale = (
+        (0.0, 1.0) if task == "classification" else (train_labels.mean(), train_labels.std() or 1.0)
+    )
     checkpoint_dir = run_dir / cfg.trainer.checkpoint_dir
-    engine = Engine(model, optimizer, scheduler, cfg.trainer, device, precision, task,
-                    scale, checkpoint_dir, semantic_config(cfg))
+    engine = Engine(
+        model,
+        optimizer,
+        scheduler,
+        cfg.trainer,
+        device,
+        precision,
+        task,
+        scale,
+        checkpoint_dir,
+        semantic_config(cfg),
+    )
     if cfg.trainer.resume and (state := checkpoint.find_resumable(checkpoint_dir, engine.config)):
         engine.load_state_dict(state)
         log.info("resuming from %s after epoch %d", checkpoint_dir, engine.epoch)
@@ -132,9 +157,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     metrics = task_metrics(task, test.labels, test.outputs)
     log_metrics("test_", metrics)
     reference = baselines(task, subsets["train"], subsets["test"])
-    log.info("test results (%d trials):\n%s", len(test.labels), results_table(task, metrics, reference))
-    tables = [_predictions_table(name, subsets[name], engine.predict(loaders[name]), task)
-              for name in ("val",)] + [_predictions_table("test", subsets["test"], test, task)]
+    log.info(
+        "test results (%d trials):\n%s", len(test.labels), results_table(task, metrics, reference)
+    )
+    tables = [
+        _predictions_table(name, subsets[name], engine.predict(loaders[name]), task)
+        for name in ("val",)
+    ] + [_predictions_table("test", subsets["test"], test, task)]
     pd.concat(tables).to_csv(run_dir / "predictions.csv", index=False)
     result = {
         "task": task,
@@ -142,7 +171,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "test": metrics,
         "baselines": reference,
         "n_trials": {k: len(v) for k, v in subsets.items()},
-        "best_epoch": int(np.argmax([r[engine.monitor] == engine.best for r in engine.history])) + 1,
+        "best_epoch": int(np.argmax([r[engine.monitor] == engine.best for r in engine.history]))
+        + 1,
         "config_fingerprint": fingerprint(cfg),
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))

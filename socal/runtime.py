@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ def resolve_precision(precision: Precision | str, device: torch.device) -> Preci
     return precision
 
 
-def autocast(precision: Precision, device: torch.device) -> ContextManager:
+def autocast(precision: Precision, device: torch.device) -> AbstractContextManager:
     if precision is Precision.fp32:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision is Precision.bf16 else torch.float16

@@ -67,10 +67,13 @@ def _hold_out_trials(
 def _kfold_test(trials: list[Trial], cfg: SplitConfig, regression: bool) -> list[int]:
     groups = [t.participant for t in trials]
     if not 0 <= cfg.fold < cfg.folds:
-        raise UserError(f"split.fold={cfg.fold} must be in 0..{cfg.folds - 1} (split.folds={cfg.folds})")
-    if len(set(groups)) < cfg.folds:
         raise UserError(
-            f"split.folds={cfg.folds} needs at least {cfg.folds} surgeons, there are {len(set(groups))}"
+            f"split.fold={cfg.fold} must be in 0..{cfg.folds - 1} (split.folds={cfg.folds})"
+        )
+    n_groups = len(set(groups))
+    if n_groups < cfg.folds:
+        raise UserError(
+            f"split.folds={cfg.folds} needs at least {cfg.folds} surgeons, there are {n_groups}"
         )
     folds = StratifiedGroupKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
     splits = list(folds.split(np.zeros(len(trials)), _strata(trials, regression), groups))
@@ -117,7 +120,5 @@ def split_trials(trials: list[Trial], cfg: SplitConfig, regression: bool) -> dic
 
 def split_table(subsets: dict[str, list[Trial]]) -> pd.DataFrame:
     """One row per trial: what ``split.csv`` in the run directory holds."""
-    rows = [
-        (t.trial_id, t.participant, t.label, name) for name in SUBSETS for t in subsets[name]
-    ]
+    rows = [(t.trial_id, t.participant, t.label, name) for name in SUBSETS for t in subsets[name]]
     return pd.DataFrame(rows, columns=["trial", "participant", "label", "subset"])

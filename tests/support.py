@@ -44,12 +44,18 @@ TINY = [
 ]
 
 
-def run_train(run_dir: Path, overrides: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def run_train(
+    run_dir: Path, overrides: list[str], check: bool = True
+) -> subprocess.CompletedProcess:
     """``python train.py`` in a subprocess, as a user runs it."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

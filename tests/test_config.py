@@ -30,12 +30,22 @@ def test_each_group_has_the_options_users_are_promised() -> None:
 
 
 def test_documented_keys_exist_with_their_types() -> None:
-    cfg = compose_train([
-        "data.root=./SOCAL", "data.num_frames=8", "optimizer.lr=1e-4",
-        "optimizer.weight_decay=0.1", "split.seed=3", "trainer.epochs=2", "trainer.batch_size=2",
-        "trainer.num_workers=0", "trainer.seed=7", "trainer.device=cpu",
-        "trainer.checkpoint_dir=/tmp/ck", "trainer.resume=false",
-    ])
+    cfg = compose_train(
+        [
+            "data.root=./SOCAL",
+            "data.num_frames=8",
+            "optimizer.lr=1e-4",
+            "optimizer.weight_decay=0.1",
+            "split.seed=3",
+            "trainer.epochs=2",
+            "trainer.batch_size=2",
+            "trainer.num_workers=0",
+            "trainer.seed=7",
+            "trainer.device=cpu",
+            "trainer.checkpoint_dir=/tmp/ck",
+            "trainer.resume=false",
+        ]
+    )
     assert cfg.data.num_frames == 8 and cfg.optimizer.lr == 1e-4 and cfg.trainer.resume is False
     assert cfg.model.source == "MCG-NJU/videomae-base"
 

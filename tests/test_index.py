@@ -10,6 +10,7 @@ import pytest
 
 from socal.errors import UserError
 from socal.index import MAPPING_CSV, OUTCOMES_CSV, index_folder
+
 from support import synthetic_folder
 
 
