@@ -162,6 +162,8 @@ class TrainerConfig:
     dropout: Optional[float] = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint_dir: str = "checkpoints"
+    # Also save ``last.pt`` every N optimizer steps inside an epoch (null: at epoch ends only).
+    checkpoint_every_steps: Optional[int] = None
     resume: bool = True
     progress: bool = True
 

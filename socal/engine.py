@@ -1,4 +1,9 @@
-"""The training loop: train an epoch, validate, early-stop, checkpoint; predict a subset."""
+"""The training loop: train, validate, early-stop, checkpoint, and stop cleanly on a signal.
+
+Everything that decides what happens next (weights, optimizer, scheduler, scaler, counters,
+position inside the epoch, RNG of every rank) is in the checkpoint, and the order of the data
+is a function of (seed, epoch), so a resumed run ends exactly where an uninterrupted one would.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from tqdm import tqdm
 
 from socal import checkpoint
 from socal.config import Precision
+from socal.distributed import Dist, all_gather, barrier
+from socal.interrupt import StopSignal
 from socal.metrics import task_metrics
 from socal.runtime import autocast
 
@@ -55,8 +62,15 @@ class Engine:
         target_scale: tuple[float, float],
         checkpoint_dir: Path,
         config: dict,
+        dist: Optional[Dist] = None,
+        stop: Optional[StopSignal] = None,
     ) -> None:
+        dist = dist or Dist()
         self.model = model.to(device)
+        self.module = model  # unwrapped, for state dicts
+        if dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.trainer = trainer
@@ -66,48 +80,70 @@ class Engine:
         self.target_mean, self.target_std = target_scale
         self.checkpoint_dir = checkpoint_dir
         self.config = config
+        self.dist = dist
+        self.stop = stop or StopSignal()
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision is Precision.fp16_mixed)
         self.monitor = trainer.early_stopping.metric
         self.maximize = trainer.early_stopping.mode.value == "max"
         self.epoch = 0
+        self.step = 0
+        self.batches_done = 0  # inside the current epoch
+        self.loss_sum, self.loss_count = 0.0, 0
         self.best: Optional[float] = None
         self.bad_epochs = 0
         self.stopped = False
+        self.interrupted = False
         self.history: list[dict] = []
 
     # -- checkpointed state ------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
+            "step": self.step,
+            "batches_done": self.batches_done,
+            "loss_sum": self.loss_sum,
+            "loss_count": self.loss_count,
             "best": self.best,
             "bad_epochs": self.bad_epochs,
             "stopped": self.stopped,
             "history": self.history,
-            "rng": torch.get_rng_state(),
+            "rng": all_gather(torch.get_rng_state(), self.dist),
             "config": self.config,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.best = state["epoch"], state["best"]
+        for key in ("epoch", "step", "batches_done", "loss_sum", "loss_count", "best"):
+            setattr(self, key, state[key])
         self.bad_epochs, self.stopped = state["bad_epochs"], state["stopped"]
         self.history = state["history"]
-        torch.set_rng_state(state["rng"])
+        rng = state["rng"]
+        torch.set_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
+
+    def save(self) -> None:
+        state = self.state_dict()  # every rank takes part in gathering the RNG states
+        if self.dist.is_main:
+            checkpoint.save_last(state, self.checkpoint_dir)
+        barrier(self.dist)
 
     # -- one pass ----------------------------------------------------------------------------
     def _loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss (a mean is taken by the caller)."""
         out = out.squeeze(-1).float()
         if self.task == "classification":
-            return torch.nn.functional.binary_cross_entropy_with_logits(out, labels)
-        return torch.nn.functional.mse_loss(out, (labels - self.target_mean) / self.target_std)
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                out, labels, reduction="none"
+            )
+        target = (labels - self.target_mean) / self.target_std
+        return torch.nn.functional.mse_loss(out, target, reduction="none")
 
     def _outputs(self, out: torch.Tensor) -> torch.Tensor:
         out = out.squeeze(-1).float()
@@ -120,27 +156,43 @@ class Engine:
         with autocast(self.precision, self.device):
             return self.model(pixel_values=pixels).logits
 
-    def train_epoch(self, loader: DataLoader) -> float:
+    def _stop_agreed(self) -> bool:
+        """Whether any rank got a stop signal (all ranks must stop at the same step)."""
+        return any(all_gather(bool(self.stop), self.dist)) if self.dist.enabled else bool(self.stop)
+
+    def train_epoch(self, loader: DataLoader) -> Optional[float]:
+        """Train from the current position to the end of the epoch; None if stopped by a signal."""
         self.model.train()
         accum = self.trainer.grad_accum_steps
-        total, count = 0.0, 0
+        total_batches = self.batches_done + len(loader)
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}/{self.trainer.epochs}",
-            disable=not self.trainer.progress,
+            initial=self.batches_done,
+            total=total_batches,
+            disable=not (self.trainer.progress and self.dist.is_main),
             mininterval=1.0,
             dynamic_ncols=True,
         )
-        for step, batch in enumerate(bar):
+        for batch in bar:
             labels = batch["label"].to(self.device, dtype=torch.float32)
-            loss = self._loss(self._forward(batch), labels)
+            loss = self._loss(self._forward(batch), labels).mean()
             self.scaler.scale(loss / accum).backward()
-            if (step + 1) % accum == 0 or step + 1 == len(loader):
-                self._optimizer_step()
-            total += loss.item() * len(labels)
-            count += len(labels)
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        return total / max(count, 1)
+            self.batches_done += 1
+            self.loss_sum += loss.item() * len(labels)
+            self.loss_count += len(labels)
+            bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}")
+            if self.batches_done % accum and self.batches_done != total_batches:
+                continue
+            self._optimizer_step()
+            every = self.trainer.checkpoint_every_steps
+            if self._stop_agreed():
+                bar.close()
+                return None
+            if every and self.step % every == 0 and self.batches_done != total_batches:
+                self.save()
+        sums = all_gather((self.loss_sum, self.loss_count), self.dist)
+        return sum(s for s, _ in sums) / max(sum(c for _, c in sums), 1)
 
     def _optimizer_step(self) -> None:
         if self.trainer.grad_clip:
@@ -149,23 +201,31 @@ class Engine:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
         if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step()
 
     @torch.inference_mode()
     def predict(self, loader: DataLoader) -> Predictions:
+        """Outputs for every trial of the subset, gathered from all ranks, each trial once."""
         self.model.eval()
-        indices, labels, outputs, total = [], [], [], 0.0
+        parts = []
         for batch in loader:
-            label = batch["label"].to(self.device, dtype=torch.float32)
+            labels = batch["label"].to(self.device, dtype=torch.float32)
             out = self._forward(batch)
-            total += self._loss(out, label).item() * len(label)
-            indices.append(batch["index"].numpy())
-            labels.append(label.cpu().numpy())
-            outputs.append(self._outputs(out).cpu().numpy())
-        labels_all = np.concatenate(labels)
+            parts.append(
+                (
+                    batch["index"].numpy(),
+                    labels.cpu().numpy(),
+                    self._outputs(out).cpu().numpy(),
+                    self._loss(out, labels).cpu().numpy(),
+                )
+            )
+        gathered = [p for rank_parts in all_gather(parts, self.dist) for p in rank_parts]
+        indices, labels, outputs, losses = (np.concatenate(c) for c in zip(*gathered, strict=True))
+        _, first = np.unique(indices, return_index=True)  # drop the sampler's padding repeats
         return Predictions(
-            np.concatenate(indices), labels_all, np.concatenate(outputs), total / len(labels_all)
+            indices[first], labels[first], outputs[first], float(losses[first].mean())
         )
 
     # -- the loop ----------------------------------------------------------------------------
@@ -177,45 +237,54 @@ class Engine:
         return value > self.best if self.maximize else value < self.best
 
     def fit(self, train: DataLoader, val: DataLoader) -> None:
-        """Train until ``trainer.epochs`` or early stopping, saving ``best.pt`` and ``last.pt``."""
+        """Train until ``trainer.epochs``, early stopping or a stop signal, checkpointing.
+
+        Sets ``self.interrupted`` when a signal stopped it (a checkpoint has then been written).
+        """
         while self.epoch < self.trainer.epochs and not self.stopped:
+            train.sampler.set_epoch(self.epoch, start=self.batches_done * train.batch_size)
             train.dataset.set_epoch(self.epoch)
-            train.generator.manual_seed(self.trainer.seed * 100_003 + self.epoch)
             train_loss = self.train_epoch(train)
-            result = self.predict(val)
-            metrics = {
-                "loss": result.loss,
-                **task_metrics(self.task, result.labels, result.outputs),
-            }
-            row = {
-                "epoch": self.epoch + 1,
-                "train_loss": train_loss,
-                **{f"val_{k}": v for k, v in metrics.items() if not isinstance(v, list)},
-                "lr": self.optimizer.param_groups[0]["lr"],
-            }
-            log.info("epoch=%d", row["epoch"])
-            log_metrics("", {k: v for k, v in row.items() if k != "epoch"})
-            value = row[self.monitor]
-            if self._improved(value):
-                self.best, self.bad_epochs = value, 0
+            if train_loss is None:
+                self.save()
+                self.interrupted = True
+                return
+            self._end_epoch(train_loss, self.predict(val))
+            self.save()
+
+    def _end_epoch(self, train_loss: float, val: Predictions) -> None:
+        metrics = {"loss": val.loss, **task_metrics(self.task, val.labels, val.outputs)}
+        row = {
+            "epoch": self.epoch + 1,
+            "train_loss": train_loss,
+            **{f"val_{k}": v for k, v in metrics.items() if not isinstance(v, list)},
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        log.info("epoch=%d", row["epoch"])
+        log_metrics("", {k: v for k, v in row.items() if k != "epoch"})
+        value = row[self.monitor]
+        if self._improved(value):
+            self.best, self.bad_epochs = value, 0
+            if self.dist.is_main:
                 checkpoint.atomic_save(
-                    self.model.state_dict(), self.checkpoint_dir / checkpoint.BEST
+                    self.module.state_dict(), self.checkpoint_dir / checkpoint.BEST
                 )
-            else:
-                self.bad_epochs += 1
-            if isinstance(self.scheduler, ReduceLROnPlateau):
-                self.scheduler.step(value)
-            self.epoch += 1
-            self.history.append(row)
-            if self.bad_epochs >= self.trainer.early_stopping.patience:
-                self.stopped = True
-                log.info(
-                    "early stopping: %s has not improved for %d epochs (best %.4f)",
-                    self.monitor,
-                    self.bad_epochs,
-                    self.best,
-                )
-            checkpoint.save_last(self.state_dict(), self.checkpoint_dir)
+        else:
+            self.bad_epochs += 1
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(value)
+        self.epoch += 1
+        self.batches_done, self.loss_sum, self.loss_count = 0, 0.0, 0
+        self.history.append(row)
+        if self.bad_epochs >= self.trainer.early_stopping.patience:
+            self.stopped = True
+            log.info(
+                "early stopping: %s has not improved for %d epochs (best %.4f)",
+                self.monitor,
+                self.bad_epochs,
+                self.best,
+            )
 
     def load_best(self) -> None:
-        self.model.load_state_dict(checkpoint.load(self.checkpoint_dir / checkpoint.BEST))
+        barrier(self.dist)
+        self.module.load_state_dict(checkpoint.load(self.checkpoint_dir / checkpoint.BEST))

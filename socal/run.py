@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -12,17 +13,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from socal import checkpoint
+from socal import checkpoint, distributed
 from socal.check import summary
 from socal.config import Precision, Target, fingerprint, semantic_config
 from socal.dataset import ClipDataset
-from socal.engine import Engine, log_metrics
+from socal.distributed import Dist
+from socal.engine import Engine, Predictions, log_metrics
 from socal.errors import UserError
 from socal.index import Trial, index_folder
+from socal.interrupt import StopSignal
 from socal.metrics import baselines, results_table, task_metrics
 from socal.model import build_model
 from socal.optim import build_optimizer, build_scheduler
 from socal.runtime import resolve_device, resolve_precision, seed_everything
+from socal.sampling import EpochSampler
 from socal.splits import split_table, split_trials
 from socal.synthetic import SyntheticSpec, ensure_synthetic
 
@@ -69,111 +73,144 @@ def check_settings(cfg: DictConfig, task: str) -> Precision:
     return precision
 
 
-def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool) -> DataLoader:
+def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) -> DataLoader:
+    sampler = EpochSampler(len(dataset), shuffle, cfg.trainer.seed, dist.rank, dist.world_size)
     return DataLoader(
         dataset,
         batch_size=cfg.trainer.batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
         num_workers=cfg.trainer.num_workers,
         generator=torch.Generator(),
         pin_memory=torch.cuda.is_available(),
     )
 
 
-def _predictions_table(subset: str, trials: list[Trial], result, task: str) -> pd.DataFrame:
+def _predictions_table(subset: str, trials: list[Trial], result: Predictions, task: str):
     chosen = [trials[i] for i in result.indices]
-    prediction = result.outputs >= 0.5 if task == "classification" else result.outputs
+    classification = task == "classification"
     return pd.DataFrame(
         {
             "trial": [t.trial_id for t in chosen],
             "participant": [t.participant for t in chosen],
             "label": result.labels,
-            "probability" if task == "classification" else "predicted": result.outputs,
-            "prediction": prediction.astype(int) if task == "classification" else prediction,
+            "probability" if classification else "predicted": result.outputs,
+            "prediction": (result.outputs >= 0.5).astype(int) if classification else result.outputs,
             "subset": subset,
         }
     )
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train and test one config; write results into ``run_dir``; return the test metrics."""
-    task = "classification" if cfg.data.target is Target.success else "regression"
-    precision = check_settings(cfg, task)
-    device = resolve_device(cfg.trainer.device)
-    precision = resolve_precision(precision, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
-
-    trials, report = index_folder(prepare_data(cfg), cfg.data.target.value)
+def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Trial]]:
+    """Index the folder (generating synthetic data once), check it, split it, save split.csv."""
+    if dist.is_main:
+        prepare_data(cfg)
+    distributed.barrier(dist)
+    trials, report = index_folder(Path(cfg.data.root).expanduser(), cfg.data.target.value)
     for line in summary(trials, report, cfg.data.target.value):
         log.info("data check: %s", line)
-    subsets = split_trials(trials, cfg.split, regression=task == "regression")
-    split_table(subsets).to_csv(run_dir / "split.csv", index=False)
-    log.info(
-        "split=%s: %s",
-        cfg.split.strategy.value,
-        ", ".join(f"{k} {len(v)} trials" for k, v in subsets.items()),
-    )
+    subsets = split_trials(trials, cfg.split, regression=cfg.data.target is Target.blood_loss)
+    if dist.is_main:
+        split_table(subsets).to_csv(run_dir / "split.csv", index=False)
+    sizes = ", ".join(f"{name} {len(trials)} trials" for name, trials in subsets.items())
+    log.info("split=%s: %s", cfg.split.strategy.value, sizes)
+    return subsets
 
+
+def build_engine(
+    cfg: DictConfig, subsets: dict, run_dir: Path, dist: Dist, stop: StopSignal
+) -> tuple[Engine, dict[str, DataLoader]]:
+    """Model, data loaders, optimizer and scheduler; resumed from a checkpoint when one fits."""
+    task = "classification" if cfg.data.target is Target.success else "regression"
+    device = resolve_device(cfg.trainer.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    precision = resolve_precision(Precision(cfg.trainer.precision), device)
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg.model, cfg.data.num_frames, cfg.trainer.dropout)
-    image_size = model.config.image_size
+    torch.manual_seed(cfg.trainer.seed + dist.rank)  # dropout differs per rank, init does not
     datasets = {
-        name: ClipDataset(subsets[name], cfg.data, image_size, name == "train", cfg.trainer.seed)
+        name: ClipDataset(
+            subsets[name], cfg.data, model.config.image_size, name == "train", cfg.trainer.seed
+        )
         for name in subsets
     }
-    loaders = {name: _loader(ds, cfg, shuffle=name == "train") for name, ds in datasets.items()}
+    loaders = {name: _loader(ds, cfg, name == "train", dist) for name, ds in datasets.items()}
     optimizer = build_optimizer(cfg.optimizer, model)
     steps = -(-len(loaders["train"]) // cfg.trainer.grad_accum_steps)
     mode = cfg.trainer.early_stopping.mode.value
     scheduler = build_scheduler(cfg.scheduler, optimizer, steps, cfg.trainer.epochs, mode)
-    train_labels = np.array([t.label for t in subsets["train"]])
-    scale = (
-        (0.0, 1.0) if task == "classification" else (train_labels.mean(), train_labels.std() or 1.0)
-    )
+    labels = np.array([t.label for t in subsets["train"]])
+    scale = (0.0, 1.0) if task == "classification" else (labels.mean(), labels.std() or 1.0)
     checkpoint_dir = run_dir / cfg.trainer.checkpoint_dir
     engine = Engine(
-        model,
-        optimizer,
-        scheduler,
-        cfg.trainer,
-        device,
-        precision,
-        task,
-        scale,
-        checkpoint_dir,
-        semantic_config(cfg),
-    )
+        model, optimizer, scheduler, cfg.trainer, device, precision, task, scale,
+        checkpoint_dir, semantic_config(cfg), dist, stop,
+    )  # fmt: skip
     if cfg.trainer.resume and (state := checkpoint.find_resumable(checkpoint_dir, engine.config)):
         engine.load_state_dict(state)
-        log.info("resuming from %s after epoch %d", checkpoint_dir, engine.epoch)
+        log.info(
+            "resuming from %s: %d epochs and %d steps of epoch %d done",
+            checkpoint_dir, engine.epoch, engine.batches_done, engine.epoch + 1,
+        )  # fmt: skip
+    return engine, loaders
 
-    engine.fit(loaders["train"], loaders["val"])
-    pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
 
+def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_dir: Path) -> dict:
+    """Test the best checkpoint once; write predictions.csv and metrics.json (rank 0)."""
     engine.load_best()
     test = engine.predict(loaders["test"])
-    metrics = task_metrics(task, test.labels, test.outputs)
-    log_metrics("test_", metrics)
-    reference = baselines(task, subsets["train"], subsets["test"])
-    log.info(
-        "test results (%d trials):\n%s", len(test.labels), results_table(task, metrics, reference)
-    )
-    tables = [
-        _predictions_table(name, subsets[name], engine.predict(loaders[name]), task)
-        for name in ("val",)
-    ] + [_predictions_table("test", subsets["test"], test, task)]
-    pd.concat(tables).to_csv(run_dir / "predictions.csv", index=False)
+    val = engine.predict(loaders["val"])
+    metrics = task_metrics(engine.task, test.labels, test.outputs)
+    reference = baselines(engine.task, subsets["train"], subsets["test"])
     result = {
-        "task": task,
+        "task": engine.task,
         "target": cfg.data.target.value,
         "test": metrics,
         "baselines": reference,
-        "n_trials": {k: len(v) for k, v in subsets.items()},
-        "best_epoch": int(np.argmax([r[engine.monitor] == engine.best for r in engine.history]))
-        + 1,
+        "n_trials": {name: len(trials) for name, trials in subsets.items()},
+        "epochs_trained": engine.epoch,
+        "best_val": {engine.monitor: engine.best},
         "config_fingerprint": fingerprint(cfg),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    if engine.dist.is_main:
+        log_metrics("test_", metrics)
+        table = results_table(engine.task, metrics, reference)
+        log.info("test results (%d trials):\n%s", len(test.labels), table)
+        tables = [
+            _predictions_table("val", subsets["val"], val, engine.task),
+            _predictions_table("test", subsets["test"], test, engine.task),
+        ]
+        pd.concat(tables).to_csv(run_dir / "predictions.csv", index=False)
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+    """Train and test one config into ``run_dir``; None when a signal stopped it (resumable)."""
+    task = "classification" if cfg.data.target is Target.success else "regression"
+    check_settings(cfg, task)
+    dist = distributed.init(resolve_device(cfg.trainer.device))
+    if not dist.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    run_dir = Path(distributed.broadcast(str(run_dir), dist))
+    stop = StopSignal().install()
+    try:
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
+        subsets = load_trials(cfg, run_dir, dist)
+        engine, loaders = build_engine(cfg, subsets, run_dir, dist, stop)
+        engine.fit(loaders["train"], loaders["val"])
+        if engine.interrupted:
+            log.warning(
+                "stopped by %s after epoch %d step %d; checkpoint saved in %s: run the same "
+                "command (same hydra.run.dir or trainer.checkpoint_dir) to resume",
+                stop.received, engine.epoch, engine.batches_done, engine.checkpoint_dir,
+            )  # fmt: skip
+            return None
+        if dist.is_main:
+            pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
+        return evaluate(cfg, engine, subsets, loaders, run_dir)
+    finally:
+        distributed.shutdown(dist)
