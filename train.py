@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from socal import container
 from socal.config import register
 from socal.errors import exit_on_user_error
+from socal.metrics import HEADLINE
 from socal.run import run
 
 register()
@@ -17,10 +20,15 @@ register()
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    with exit_on_user_error():
-        metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    return metrics["test"]["accuracy" if metrics["task"] == "classification" else "rmse"]
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_user_error(), container.report_failure():
+        metrics = run(cfg, run_dir)
+        if metrics is None:  # stopped by SIGTERM / Ctrl-C after saving a checkpoint
+            return math.nan
+        container.publish(cfg, run_dir)  # SageMaker only: model, config, metrics -> SM_MODEL_DIR
+    return metrics["test"][HEADLINE[metrics["task"]]]
 
 
 if __name__ == "__main__":
+    container.prepare_argv()  # SageMaker only: `--key value` pairs -> verified Hydra overrides
     main()

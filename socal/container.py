@@ -1,0 +1,144 @@
+"""``train.py`` on a SageMaker instance: rebuild the config, check it, report, publish results.
+
+SageMaker SDK v3 starts the script as ``train.py --optimizer__lr 0.001 ...`` with the same
+values in ``SM_HPS``. Hydra does not take ``--key value``, so before Hydra parses argv this
+module turns the pairs into the Hydra overrides they stand for, checks that the config they
+compose is the one the launcher sent (see socal.hyperparams.verify), and points the run
+directory at ``SM_OUTPUT_DATA_DIR``. Anything that goes wrong writes a one-line reason to
+``SM_OUTPUT_FAILURE`` (/opt/ml/output/failure), which SageMaker shows as the FailureReason.
+Outside SageMaker (no ``SM_HPS`` in the environment) every function here does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from socal.errors import UserError
+from socal.hyperparams import (
+    CONTAINER_CHECKPOINT_DIR,
+    FINGERPRINT_KEY,
+    hydra_quote,
+    rebuild,
+    received,
+    verify,
+)
+
+log = logging.getLogger("socal.container")
+
+FAILURE_FILE = "/opt/ml/output/failure"
+MAX_FAILURE_CHARS = 1024
+# Set by socal.local_container (instance=local); SageMaker itself has no variable for it.
+CHECKPOINT_ENV = "SOCAL_CHECKPOINT_DIR"
+# run-dir file -> name in SM_MODEL_DIR (model.pt: the best epoch's weights, checkpoints/best.pt)
+MODEL_FILES = {"best.pt": "model.pt", "config.yaml": "config.yaml", "metrics.json": "metrics.json"}
+
+
+def active() -> bool:
+    """True inside a SageMaker training container (or instance=local's imitation of one)."""
+    return "SM_HPS" in os.environ
+
+
+def is_leader() -> bool:
+    """The process that writes shared results (rank 0 of torchrun, else the only one)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def write_failure(message: str) -> None:
+    """One line into the failure file, unless a reason is already there."""
+    path = Path(os.environ.get("SM_OUTPUT_FAILURE", FAILURE_FILE))
+    line = " ".join(message.split())[:MAX_FAILURE_CHARS]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or not path.read_text().strip():
+            path.write_text(line + "\n")
+    except OSError as err:
+        log.error("cannot write the failure file %s: %s", path, err)
+
+
+def placement() -> dict[str, str]:
+    """This host's data and checkpoint paths (the channel SageMaker mounted, ...)."""
+    return {
+        "data.root": os.environ.get("SM_CHANNEL_TRAINING") or _sent_data_root(),
+        "trainer.checkpoint_dir": os.environ.get(CHECKPOINT_ENV, CONTAINER_CHECKPOINT_DIR),
+    }
+
+
+def _sent_data_root() -> str:
+    """No training channel (data=synthetic): the path the launcher sent, generated there."""
+    return received([], os.environ.get("SM_HPS"))["data__root"]
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """argv for Hydra: the rebuilt, verified overrides plus this host's output directory.
+
+    Exits non-zero with the failure file written when the config cannot be rebuilt exactly.
+    """
+    try:
+        hps = received(argv[1:], os.environ.get("SM_HPS"))
+        cfg, overrides = rebuild(hps, placement())
+        changed = verify(hps, cfg)
+    except UserError as err:
+        write_failure(f"config check failed: {err}")
+        log.error("error: config check failed: %s", err)
+        sys.exit(3)
+    if changed:
+        log.warning("hyperparameters changed since launch (tuning job): %s; config "
+                    "fingerprint %s -> %s", ", ".join(changed), hps[FINGERPRINT_KEY],
+                    _fingerprint(cfg))
+    else:
+        log.info("config rebuilt from %d hyperparameters; fingerprint %s matches",
+                 len(hps), hps[FINGERPRINT_KEY])
+    run_dir = os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
+    return [argv[0], *overrides, f"hydra.run.dir={hydra_quote(run_dir)}"]
+
+
+def _fingerprint(cfg: DictConfig) -> str:
+    from socal.config import fingerprint
+
+    return fingerprint(cfg)
+
+
+def prepare_argv() -> None:
+    """On SageMaker, replace ``sys.argv`` by the Hydra overrides (call before Hydra runs)."""
+    if active():
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+        sys.argv = hydra_argv(sys.argv)
+
+
+@contextlib.contextmanager
+def report_failure() -> Iterator[None]:
+    """On SageMaker, put the reason of any error into the failure file, then re-raise."""
+    try:
+        yield
+    except UserError as err:
+        if active():
+            write_failure(f"error: {err}")
+        raise
+    except Exception as err:
+        if active():
+            write_failure(f"{type(err).__name__}: {err}")
+        raise
+
+
+def publish(cfg: DictConfig, run_dir: Path) -> None:
+    """On SageMaker, copy the final model, resolved config and metrics to ``SM_MODEL_DIR``."""
+    if not (active() and is_leader()):
+        return
+    model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = run_dir / cfg.trainer.checkpoint_dir
+    for source, target in MODEL_FILES.items():
+        path = run_dir / source if target != "model.pt" else checkpoints / "best.pt"
+        if path.exists():
+            shutil.copy2(path, model_dir / target)
+        else:
+            log.warning("%s not found: not copied to %s", path, model_dir)
+    log.info("model, config and metrics copied to %s", model_dir)

@@ -1,0 +1,122 @@
+"""The steps of ``launch.py`` around the job itself: where this launch is, what it saves.
+
+Each launch (each multirun job) saves ``request.json`` (the complete CreateTrainingJob request)
+and ``sourcedir.tar.gz`` in its Hydra output folder; a multirun adds one row per job to
+``sweep.csv`` in the sweep folder. No torch, no SageMaker SDK.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from socal.errors import UserError
+from socal.hyperparams import CONF_DIR
+from socal.sagemaker_job import JobPlan
+
+log = logging.getLogger("socal.launch")
+MANIFEST = "sweep.csv"
+MANIFEST_COLUMNS = ["index", "job_name", "status", "overrides", "fingerprint", "model_uri",
+                    "output_uri", "checkpoint_uri"]
+
+
+@dataclass
+class LaunchContext:
+    run_dir: Path
+    choices: dict[str, str]
+    overrides: list[str]
+    sweep_dir: Optional[Path]  # set in multirun
+    sweep_index: Optional[int]
+
+
+def context() -> LaunchContext:
+    """This launch's output folder, group choices and sweep position, from Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return LaunchContext(
+        run_dir=Path(hc.runtime.output_dir),
+        choices={k: v for k, v in hc.runtime.choices.items() if v is not None},
+        overrides=list(hc.overrides.task),
+        sweep_dir=Path(hc.sweep.dir) if multirun else None,
+        sweep_index=hc.job.num if multirun else None,
+    )
+
+
+def check_instance_argv(argv: list[str]) -> None:
+    """An unknown ``instance=NAME``: one error line, before Hydra's multi-line message."""
+    known = sorted(p.stem for p in (CONF_DIR / "instance").glob("*.yaml"))
+    for arg in argv[1:]:
+        match = re.match(r"^instance=(.+)$", arg)
+        names = match.group(1).split(",") if match else []
+        for name in names:
+            if name not in known:
+                print(f"error: unknown instance {name!r}; choose one of: {', '.join(known)}",
+                      file=sys.stderr)
+                sys.exit(2)
+
+
+def save_request(job: JobPlan, where: LaunchContext, job_name: str) -> dict:
+    request = job.request(job_name)
+    (where.run_dir / "request.json").write_text(json.dumps(request, indent=2) + "\n")
+    return request
+
+
+def print_request(request: dict, where: LaunchContext) -> None:
+    print(json.dumps(request, indent=2))
+    log.info("dry run: nothing submitted; request saved to %s, source archive beside it",
+             where.run_dir / "request.json")
+
+
+def record(where: LaunchContext, job: JobPlan, job_name: str, status: str,
+           model_uri: Optional[str] = None) -> None:
+    """Log where the results land; in a multirun, add the job's row to sweep.csv."""
+    log.info("%s: %s", status, job_name)
+    log.info("model:       %s", model_uri or job.model_uri(job_name))
+    log.info("checkpoints: %s", job.checkpoint_uri)
+    if where.sweep_dir is None:
+        return
+    path = where.sweep_dir / MANIFEST
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, MANIFEST_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({
+            "index": where.sweep_index, "job_name": job_name, "status": status,
+            "overrides": " ".join(where.overrides), "fingerprint": job.fingerprint,
+            "model_uri": model_uri or job.model_uri(job_name),
+            "output_uri": f"{job.output_uri}/{job_name}/output/output.tar.gz",
+            "checkpoint_uri": job.checkpoint_uri,
+        })
+
+
+def local_data(cfg: DictConfig) -> Path:
+    """instance=local: the data folder to link as the training channel (synthetic: made now)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise UserError("instance=local reads data.root: set data.root=/path/to/SOCAL "
+                        "(or use data=synthetic / experiment=demo)")
+    root = Path(cfg.data.root).expanduser().resolve()
+    if cfg.data.synthetic is not None:
+        from socal.synthetic import SyntheticSpec, ensure_synthetic
+
+        spec = SyntheticSpec(**OmegaConf.to_container(cfg.data.synthetic))
+        try:
+            ensure_synthetic(root, spec, progress=False)
+        except ValueError as err:
+            raise UserError(str(err)) from err
+    elif not root.is_dir():
+        raise UserError(f"data.root={root} is not a folder")
+    return root

@@ -1,0 +1,66 @@
+"""The source code a training job runs: ``conf/``, ``socal/``, ``train.py`` and the instance's
+requirements file, as one deterministic ``sourcedir.tar.gz``; never data, outputs, multirun
+folders, virtual environments, ``.git`` or tests (they are not under the shipped paths, and
+caches inside them are skipped).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+from socal.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ("train.py", "conf", "socal")
+ARCHIVE_NAME = "sourcedir.tar.gz"
+SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints"}
+SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
+
+
+def shipped_files(root: Path, requirements: str) -> list[str]:
+    """Relative paths of every file that goes into the archive, sorted."""
+    req = root / requirements
+    if not req.is_file():
+        raise UserError(f"sagemaker.requirements={requirements}: no such file under {root}")
+    files = {Path(requirements).as_posix()}
+    for name in SHIPPED:
+        path = root / name
+        if not path.exists():
+            raise UserError(f"{path} is missing: launch.py must run from a socal checkout")
+        candidates = [path] if path.is_file() else sorted(path.rglob("*"))
+        for file in candidates:
+            rel = file.relative_to(root)
+            if (file.is_file() and not SKIPPED_DIRS.intersection(rel.parts)
+                    and not file.name.endswith(SKIPPED_SUFFIXES)
+                    and not file.name.startswith(".")):
+                files.add(rel.as_posix())
+    return sorted(files)
+
+
+def build(dest_dir: Path, requirements: str, max_mb: float, root: Path = PROJECT_ROOT) -> Path:
+    """Write ``dest_dir/sourcedir.tar.gz``; refuse it above ``max_mb`` megabytes."""
+    buffer = io.BytesIO()
+    # Fixed mtimes, owners and order: the same sources give the same bytes.
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel in shipped_files(root, requirements):
+            data = (root / rel).read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    size_mb = buffer.tell() / 1e6
+    if size_mb > max_mb:
+        raise UserError(f"the source archive is {size_mb:.1f} MB, above "
+                        f"sagemaker.max_source_mb={max_mb}: is data under conf/ or socal/?")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / ARCHIVE_NAME
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def members(archive: Path) -> list[str]:
+    with tarfile.open(archive) as tar:
+        return sorted(tar.getnames())

@@ -1,0 +1,128 @@
+"""The container side: hyperparameters -> the same config, checked; failures reported.
+
+Jobs run through ``socal.local_container`` (instance=local): train.py in a real subprocess,
+from the extracted source archive, with argv and SM_* as SageMaker SDK v3 gives them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from socal import hyperparams, local_container, sagemaker_job, source_archive
+from socal.config import semantic_config
+from socal.errors import UserError
+from socal.launch_config import register
+from socal.synthetic import SyntheticSpec, generate
+
+CONF = str(hyperparams.CONF_DIR)
+TINY = ["model=videomae_tiny", "data.num_frames=8", "trainer.epochs=1", "trainer.batch_size=8",
+        "trainer.num_workers=0", "trainer.device=cpu", "trainer.progress=false"]
+
+
+def encoded(overrides: list[str]) -> tuple[dict[str, str], dict]:
+    """Launch side, in-process: hyperparameters and the semantic training config."""
+    register()
+    with initialize_config_dir(CONF, version_base="1.3"):
+        cfg = compose("launch", overrides=overrides, return_hydra_config=True)
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if v is not None}
+    del cfg.hydra
+    train = sagemaker_job.training_config(cfg)
+    return hyperparams.encode(train, choices), semantic_config(train)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return source_archive.build(tmp_path_factory.mktemp("src"), "requirements/instance.txt", 5)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = SyntheticSpec(trials=16, min_frames=60, max_frames=90)
+    return generate(tmp_path_factory.mktemp("data") / "SOCAL", spec, progress=False)
+
+
+def test_transport_matches_the_sdk_driver() -> None:
+    """Our model of v3's transport equals the SDK's own container-driver functions."""
+    from sagemaker.train.container_drivers.common import utils
+
+    hps, _ = encoded(["optimizer=sgd", "model.source=MCG-NJU/videomae-base"])
+    hps.update({"trainer__precision": "32", "model__source": "null", "odd": '"quoted"'})
+    stored = {k: utils.safe_serialize(v) for k, v in hps.items()}  # CreateTrainingJob strings
+    sm_hps = {k: utils.safe_deserialize(v) for k, v in stored.items()}  # environment.py
+    assert json.loads(hyperparams.sm_hps(hps)) == sm_hps
+    assert hyperparams.driver_argv(hps) == utils.hyperparameters_to_cli_args(sm_hps)
+
+
+def test_values_that_cannot_travel_are_refused_naming_the_key() -> None:
+    hps, _ = encoded(TINY)
+    hyperparams.check_limits(hps)
+    too_many = {**hps, **{f"extra_{i}": "1" for i in range(101 - len(hps))}}
+    with pytest.raises(UserError, match="101 hyperparameters, SageMaker accepts at most 100"):
+        hyperparams.check_limits(too_many)
+    with pytest.raises(UserError, match=r"^model\.source: value has 2501 characters"):
+        hyperparams.check_limits({**hps, "model__source": "x" * 2501})
+    with pytest.raises(UserError, match=r"^model\.source: value contains a single quote"):
+        hyperparams.check_limits({**hps, "model__source": "it's"})
+    with pytest.raises(UserError, match="must be a shell identifier"):
+        hyperparams.check_limits({**hps, "optimizer.lr": "0.1"})
+
+
+def test_rebuild_detects_lost_and_unknown_values() -> None:
+    hps, _ = encoded(TINY)
+    given = hyperparams.received(hyperparams.driver_argv(hps), None)
+    placement = {"data.root": "/data", "trainer.checkpoint_dir": "/ckpt"}
+    cfg, overrides = hyperparams.rebuild(given, placement)
+    assert hyperparams.verify(given, cfg) == []
+    assert "optimizer.lr=5e-05" in overrides and "optimizer=adamw" in overrides
+    assert cfg.data.root == "/data" and cfg.trainer.checkpoint_dir == "/ckpt"
+
+    with pytest.raises(UserError, match="hyperparameter bogus__key is not a key"):
+        hyperparams.rebuild({**given, "bogus__key": "1"}, placement)
+    dropped = {k: v for k, v in given.items() if k != "trainer__seed"}
+    cfg, _ = hyperparams.rebuild(dropped, placement)
+    with pytest.raises(UserError, match="trainer__seed is missing"):
+        hyperparams.verify(dropped, cfg)
+
+
+def test_tampered_fingerprint_fails_with_failure_file(archive: Path, data: Path,
+                                                      tmp_path: Path) -> None:
+    hps, _ = encoded(TINY)
+    hps[hyperparams.FINGERPRINT_KEY] = "0123456789abcdef"
+    job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
+    assert job.returncode != 0
+    assert job.failure.startswith("config check failed: config fingerprint ")
+    assert "differs from the 0123456789abcdef sent by the launcher" in job.failure
+    assert len(job.failure_file.read_text().splitlines()) == 1
+    assert not any(job.output_dir.iterdir())  # stopped before touching data
+
+
+def test_crash_during_training_writes_the_failure_file(archive: Path, tmp_path: Path) -> None:
+    hps, _ = encoded(TINY)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    job = local_container.run(hps, archive, empty, tmp_path / "opt_ml")
+    assert job.returncode != 0
+    assert job.failure.startswith("error: ")
+    assert not (job.model_dir / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_local_job_rebuilds_the_sent_config_and_trains(archive: Path, data: Path,
+                                                       tmp_path: Path) -> None:
+    hps, sent = encoded(TINY)
+    job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
+    assert job.returncode == 0, job.failure
+    assert sorted(p.name for p in job.model_dir.iterdir()) == ["config.yaml", "metrics.json",
+                                                              "model.pt"]
+    rebuilt = semantic_config(OmegaConf.load(job.model_dir / "config.yaml"))
+    assert rebuilt == sent
+    metrics = json.loads((job.model_dir / "metrics.json").read_text())
+    assert metrics["config_fingerprint"] == hps[hyperparams.FINGERPRINT_KEY]
+    assert {"history.csv", "predictions.csv", "split.csv"} <= {
+        p.name for p in job.output_dir.iterdir()}
+    assert (job.checkpoint_dir / "last.pt").exists() and not job.failure_file.exists()

@@ -1,0 +1,166 @@
+"""Interruption and scale-out: SIGKILL, SIGTERM, damaged checkpoints, torchrun on two CPUs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from socal.checkpoint import LAST, PREVIOUS, load
+from support import REPO, TINY, read_metrics, run_train, synthetic_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_folder(tmp_path_factory.mktemp("resume"), trials=32, seed=2)
+
+
+def overrides(data_root: Path) -> list[str]:
+    # Batch size 1 makes epochs long enough (tens of steps) to be interrupted inside one.
+    return [
+        f"data.root={data_root}", *TINY, "trainer.batch_size=1", "trainer.epochs=4",
+        "trainer.checkpoint_every_steps=4", "trainer.early_stopping.patience=10",
+    ]  # fmt: skip
+
+
+def start(run_dir: Path, args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *args]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for_line(proc: subprocess.Popen, text: str) -> list[str]:
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"process ended before printing {text!r}:\n{''.join(seen[-30:])}")
+
+
+def same_results(a: Path, b: Path) -> None:
+    assert read_metrics(a) == read_metrics(b)
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """An uninterrupted run with the same seed."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    run_train(run_dir, overrides(data_root))
+    return run_dir
+
+
+def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(
+    tmp_path: Path, data_root: Path, reference: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, overrides(data_root))
+    wait_for_line(proc, "epoch=1")  # epoch 1 done; kill during epoch 2
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    state = load(run_dir / "checkpoints" / LAST)
+    assert state["epoch"] < 4, "the run finished before it could be killed"
+    restarted = run_train(run_dir, overrides(data_root))
+    assert "resuming from" in restarted.stdout
+    same_results(run_dir, reference)
+
+
+def test_sigterm_saves_a_checkpoint_exits_0_promptly_and_resumes_exactly(
+    tmp_path: Path, data_root: Path, reference: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, overrides(data_root))
+    wait_for_line(proc, "epoch=1")
+    time.sleep(0.3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[0]
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == 0, rest[-3000:]
+    assert elapsed < 15, f"took {elapsed:.1f}s to stop"
+    assert "stopped by SIGTERM" in rest and "to resume" in rest
+    state = load(run_dir / "checkpoints" / LAST)
+    assert state["epoch"] >= 1 and not (run_dir / "metrics.json").exists()
+    run_train(run_dir, overrides(data_root))
+    same_results(run_dir, reference)
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(
+    tmp_path: Path, data_root: Path, reference: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = overrides(data_root)
+    run_train(run_dir, [*args, "trainer.epochs=2"], check=True)
+    # Same config as the reference except epochs: start over with epochs=4 needs the same config,
+    # so produce the damaged state with the reference's config instead.
+    run_dir = tmp_path / "run4"
+    proc = start(run_dir, args)
+    wait_for_line(proc, "epoch=2")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    checkpoints = run_dir / "checkpoints"
+    assert (checkpoints / PREVIOUS).exists()
+    data = (checkpoints / LAST).read_bytes()
+    (checkpoints / LAST).write_bytes(data[: len(data) // 3])
+    resumed = run_train(run_dir, args)
+    assert "is unreadable" in resumed.stdout and "resuming from" in resumed.stdout
+    same_results(run_dir, reference)
+
+
+def test_no_readable_checkpoint_starts_fresh_with_a_warning(tmp_path: Path, data_root: Path) -> None:
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / LAST).write_bytes(b"not a checkpoint")
+    proc = run_train(run_dir, [*overrides(data_root), "trainer.epochs=1"])
+    assert "is unreadable" in proc.stdout and "resuming from" not in proc.stdout
+    assert read_metrics(run_dir)["epochs_trained"] == 1
+
+
+def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(
+    tmp_path: Path, data_root: Path, reference: Path
+) -> None:
+    proc = run_train(
+        reference, [*overrides(data_root), "optimizer.lr=0.5"], check=False
+    )
+    assert proc.returncode == 2
+    assert "optimizer.lr: 0.001 -> 0.5" in proc.stdout
+    fresh = run_train(
+        tmp_path / "fresh",
+        [*overrides(data_root), "optimizer.lr=0.5", "trainer.epochs=1",
+         f"trainer.checkpoint_dir={reference / 'checkpoints'}", "trainer.resume=false"],
+    )  # fmt: skip
+    assert "resuming" not in fresh.stdout
+
+
+def test_torchrun_two_cpu_processes(tmp_path: Path, data_root: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(REPO / "train.py"), f"hydra.run.dir={run_dir}", f"data.root={data_root}", *TINY,
+        "trainer.epochs=2",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    split = pd.read_csv(run_dir / "split.csv")
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    test = predictions[predictions.subset == "test"]
+    assert sorted(test.trial) == sorted(split[split.subset == "test"].trial)
+    assert test.trial.is_unique
+    metrics = read_metrics(run_dir)
+    assert metrics["n_trials"]["test"] == len(test)
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+    assert (run_dir / "train.log").read_text().count("test_accuracy=") == 1
