@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socal.index import Trial
+from socal.config import SplitConfig
+from socal.index import Trial, index_folder
 from socal.metrics import baselines, classification_metrics, regression_metrics, results_table
+from socal.splits import split_trials
+
+from support import synthetic_folder
 
 
 def test_classification_metrics_on_known_predictions() -> None:
@@ -55,6 +59,23 @@ def test_length_baseline_scores_high_when_length_leaks_and_near_chance_otherwise
     assert leaky["trial_length"]["auroc"] > 0.95
     assert abs(honest["trial_length"]["auroc"] - 0.5) < 0.12
     assert leaky["majority"]["specificity"] == 0.0  # always predicts the majority class
+
+
+@pytest.mark.slow
+def test_length_baseline_on_synthetic_folders_with_and_without_the_leak(tmp_path: Path) -> None:
+    """Through the real loader and the default surgeon split, as a training run computes it."""
+    aurocs = {}
+    for leak in (True, False):
+        root = synthetic_folder(
+            tmp_path, trials=160, seed=4, length_leaks=leak, min_frames=30, max_frames=80
+        )
+        trials, _ = index_folder(root)
+        split = SplitConfig(test_ratio=0.5, val_ratio=0.1)  # 80 test trials: AUROC sd ~0.07
+        subsets = split_trials(trials, split, regression=False)
+        result = baselines("classification", subsets["train"], subsets["test"])
+        aurocs[leak] = result["trial_length"]["auroc"]
+    assert aurocs[True] > 0.95
+    assert abs(aurocs[False] - 0.5) < 0.2
 
 
 def test_table_says_when_length_beats_the_model() -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from socal.checkpoint import LAST, PREVIOUS, load
+
 from support import REPO, TINY, read_metrics, run_train, synthetic_folder
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,8 @@ def wait_for_line(proc: subprocess.Popen, text: str) -> list[str]:
 
 def same_results(a: Path, b: Path) -> None:
     assert read_metrics(a) == read_metrics(b)
-    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+    for name in ("history.csv", "split.csv", "predictions.csv"):
+        assert (a / name).read_text() == (b / name).read_text(), name
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,9 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(
     same_results(run_dir, reference)
 
 
-def test_no_readable_checkpoint_starts_fresh_with_a_warning(tmp_path: Path, data_root: Path) -> None:
+def test_no_readable_checkpoint_starts_fresh_with_a_warning(
+    tmp_path: Path, data_root: Path
+) -> None:
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True)
@@ -132,9 +136,7 @@ def test_no_readable_checkpoint_starts_fresh_with_a_warning(tmp_path: Path, data
 def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(
     tmp_path: Path, data_root: Path, reference: Path
 ) -> None:
-    proc = run_train(
-        reference, [*overrides(data_root), "optimizer.lr=0.5"], check=False
-    )
+    proc = run_train(reference, [*overrides(data_root), "optimizer.lr=0.5"], check=False)
     assert proc.returncode == 2
     assert "optimizer.lr: 0.001 -> 0.5" in proc.stdout
     fresh = run_train(
