@@ -38,10 +38,20 @@ def main(cfg: DictConfig) -> None:
             return
         # 3a. instance=local: train.py under the container contract, in a local folder.
         if local:
-            run = local_container.run(job.hyperparameters, archive, launcher.local_data(cfg),
-                                      where.run_dir / "opt_ml", request["TrainingJobName"])
-            launcher.record(where, job, request["TrainingJobName"],
-                            "local-failed" if run.returncode else "local-done", str(run.model_dir))
+            run = local_container.run(
+                job.hyperparameters,
+                archive,
+                launcher.local_data(cfg),
+                where.run_dir / "opt_ml",
+                request["TrainingJobName"],
+            )
+            launcher.record(
+                where,
+                job,
+                request["TrainingJobName"],
+                "local-failed" if run.returncode else "local-done",
+                str(run.model_dir),
+            )
             if run.returncode:
                 raise UserError(f"the local job failed: {run.failure or 'see the log above'}")
             return

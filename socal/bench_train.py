@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -114,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'socal Engine.train_epoch':<32}{loop_rate:>10.2f} steps/s")
     print(f"{'loop overhead':<32}{overhead:>10.2f} %   (target < 5 %)")
     print(f"{'peak RSS, train.py 1 epoch':<32}{one:>10.1f} MiB")
-    print(f"{'peak RSS, train.py 3 epochs':<32}{three:>10.1f} MiB   (growth {three - one:+.1f} MiB)")
+    growth = f"(growth {three - one:+.1f} MiB)"
+    print(f"{'peak RSS, train.py 3 epochs':<32}{three:>10.1f} MiB   {growth}")
     return 0
 
 

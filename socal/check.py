@@ -11,14 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 
-from socal.config import register
+from socal.config import compose_train
 from socal.errors import exit_on_user_error
 from socal.index import DataReport, Trial, index_folder
 
 log = logging.getLogger("socal.check")
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def summary(trials: list[Trial], report: DataReport, target: str) -> list[str]:
@@ -38,15 +36,19 @@ def summary(trials: list[Trial], report: DataReport, target: str) -> list[str]:
     return lines + (problems or ["no problems found"])
 
 
+def checked_trials(root: Path, target: str) -> list[Trial]:
+    """Index ``root`` and log the summary of what is usable and what is wrong."""
+    trials, report = index_folder(root, target)
+    for line in summary(trials, report, target):
+        log.info("data check: %s", line)
+    return trials
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    register()
     with exit_on_user_error():
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=argv)
-        trials, report = index_folder(Path(cfg.data.root), cfg.data.target.value)
-        for line in summary(trials, report, cfg.data.target.value):
-            log.info(line)
+        cfg = compose_train(argv)
+        checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
     return 0
 
 

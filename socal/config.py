@@ -11,15 +11,23 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 # Keys that never change what a run computes: excluded from the config fingerprint, so a resumed
 # run (or one with more data-loader workers) is still "the same config".
 NON_SEMANTIC_KEYS = (
     "trainer.num_workers",
+    "trainer.prefetch_factor",
+    "data.cache",
+    "data.cache_dir",
     "trainer.resume",
     "trainer.checkpoint_dir",
     "trainer.progress",
@@ -31,6 +39,11 @@ NON_SEMANTIC_KEYS = (
 class Target(str, Enum):
     success = "success"
     blood_loss = "blood_loss"
+
+
+class CacheMode(str, Enum):
+    auto = "auto"
+    off = "off"
 
 
 class Normalization(str, Enum):
@@ -128,6 +141,11 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # Set only by ``data=synthetic``: generate this folder at ``root`` on first use.
     synthetic: Optional[SyntheticDataConfig] = None
+    # auto: read frames from the prepared cache (python -m socal.prepare) when there is a valid
+    # one, refuse a stale one, decode the JPEGs when there is none; off: always decode.
+    cache: CacheMode = CacheMode.auto
+    # Where the cache lives (null: <root>/.socal-cache), e.g. a second SageMaker channel.
+    cache_dir: Optional[str] = None
 
 
 @dataclass
@@ -151,7 +169,8 @@ class EarlyStoppingConfig:
 class TrainerConfig:
     epochs: int = 30
     batch_size: int = 4
-    num_workers: int = 2
+    # Data-loader worker processes; -1: one per available core.
+    num_workers: int = -1
     seed: int = 0
     device: Device = Device.auto
     # "32", "bf16" or "16-mixed" (a str: OmegaConf enums take member names, not these values).
@@ -166,6 +185,8 @@ class TrainerConfig:
     checkpoint_every_steps: Optional[int] = None
     resume: bool = True
     progress: bool = True
+    # Batches each data-loader worker keeps ready.
+    prefetch_factor: int = 4
 
 
 @dataclass
@@ -233,6 +254,15 @@ def register() -> None:
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():
             store.store(group=f"schema/{group}", name=option, node=schema)
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """Compose conf/train.yaml with ``overrides`` (inside a running Hydra app or standalone)."""
+    register()
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=overrides)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
 
 
 def semantic_config(cfg: DictConfig) -> dict:

@@ -90,12 +90,18 @@ def hydra_argv(argv: list[str]) -> list[str]:
         log.error("error: config check failed: %s", err)
         sys.exit(3)
     if changed:
-        log.warning("hyperparameters changed since launch (tuning job): %s; config "
-                    "fingerprint %s -> %s", ", ".join(changed), hps[FINGERPRINT_KEY],
-                    _fingerprint(cfg))
+        log.warning(
+            "hyperparameters changed since launch (tuning job): %s; config fingerprint %s -> %s",
+            ", ".join(changed),
+            hps[FINGERPRINT_KEY],
+            _fingerprint(cfg),
+        )
     else:
-        log.info("config rebuilt from %d hyperparameters; fingerprint %s matches",
-                 len(hps), hps[FINGERPRINT_KEY])
+        log.info(
+            "config rebuilt from %d hyperparameters; fingerprint %s matches",
+            len(hps),
+            hps[FINGERPRINT_KEY],
+        )
     run_dir = os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
     return [argv[0], *overrides, f"hydra.run.dir={hydra_quote(run_dir)}"]
 

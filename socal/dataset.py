@@ -1,44 +1,40 @@
-"""A torch Dataset of clips, one per trial, reproducible whatever the worker count.
+"""A torch Dataset of uint8 clips, one per trial, reproducible whatever the worker count.
 
 Every random choice of a training clip (temporal jitter, crop, flip, colour) is drawn from a
 generator seeded by (seed, epoch, trial index), so a clip depends neither on which worker
-loads it nor on whether the run was resumed.
+loads it nor on whether the run was resumed. The loader crops in uint8; flip, colour jitter
+and normalisation are left to ``socal.transforms.finish_clips`` on the training device, driven
+by the parameters each sample carries.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from omegaconf import DictConfig
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
 
 from socal.clips import clip_positions
-from socal.config import AugmentConfig, DataConfig
-from socal.index import Trial, nearest_good
-from socal.transforms import clip_transform
+from socal.config import CacheMode, DataConfig
+from socal.decode import decode_clip
+from socal.frame_cache import default_dir, open_cache
+from socal.index import Trial
+from socal.transforms import crop_clip, draw_params, params_tensors
 
 log = logging.getLogger(__name__)
 
 
-def decode_frame(path: Path, short_side: int) -> np.ndarray:
-    """Decode a JPEG straight to about ``short_side`` (libjpeg DCT scaling), then resize exactly."""
-    with Image.open(path) as image:
-        image.draft("RGB", (short_side * image.width // min(image.size), short_side))
-        image = image.convert("RGB")
-        scale = short_side / min(image.size)
-        size = (
-            max(short_side, round(image.width * scale)),
-            max(short_side, round(image.height * scale)),
-        )
-        return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None))
-
-
 class ClipDataset(Dataset):
-    """Yields ``{"pixel_values": (T, C, H, W) float, "label": float, "index": int}``."""
+    """Yields ``{"pixel_values": (T, C, H, W) uint8, "label", "index", "augment": {...}}``.
+
+    ``augment`` holds the clip's flip and colour parameters and its normalisation, for
+    ``finish_clips`` (the engine applies it to the batch on its device).
+    """
 
     def __init__(
         self,
@@ -53,12 +49,20 @@ class ClipDataset(Dataset):
         self.image_size = image_size
         self.train = train
         self.seed = seed
-        self.epoch = 0
-        augment: AugmentConfig | None = data.augment if train else None
-        self.transform = clip_transform(image_size, data.normalization, augment)
+        # Shared memory: set_epoch in the main process reaches persistent loader workers too.
+        self._epoch = multiprocessing.RawValue("q", 0)
+        self.augment = data.augment if train and data.augment.enabled else None
+        self.cache = None
+        if CacheMode(getattr(data, "cache", CacheMode.auto)) is CacheMode.auto:
+            cache_dir = getattr(data, "cache_dir", None) or default_dir(data.root)
+            self.cache = open_cache(trials, data.window, image_size, Path(cache_dir))
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.value = epoch
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -71,25 +75,37 @@ class ClipDataset(Dataset):
         positions = clip_positions(
             trial.n_frames, self.data.num_frames, window.start_s, window.length_s, offset
         )
-        frames = torch.from_numpy(np.stack([self._frame(trial, int(i)) for i in positions]))
-        video = tv_tensors.Video(frames.permute(0, 3, 1, 2))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**63)))
-            pixels = self.transform(video)
+        clip = self.frames(trial, positions)
+        params = draw_params(rng, self.augment, clip.shape[-2], clip.shape[-1], self.image_size)
         return {
-            "pixel_values": pixels.as_subclass(torch.Tensor),
+            "pixel_values": crop_clip(clip, params, self.image_size),
             "label": trial.label,
             "index": index,
+            "augment": params_tensors(params, self.data.normalization),
         }
 
-    def _frame(self, trial: Trial, position: int) -> np.ndarray:
-        """The frame at ``position``, or its nearest decodable neighbour (logged)."""
-        try:
-            return decode_frame(trial.frames[position], self.image_size)
-        except OSError as err:
-            good = [True] * trial.n_frames
-            good[position] = False
-            log.warning(
-                "unreadable frame %s (%s): using its neighbour", trial.frames[position], err
-            )
-            return decode_frame(trial.frames[nearest_good(good, position)], self.image_size)
+    def frames(self, trial: Trial, positions: np.ndarray) -> torch.Tensor:
+        """``(T, 3, H, W)`` uint8 at short side ``image_size``: from the cache, or decoded."""
+        if self.cache is not None:
+            return self.cache.clip(trial.trial_id, positions)
+        return decode_clip(trial.frames, positions, self.image_size)
+
+    @staticmethod
+    def loader_settings(trainer: DictConfig) -> dict:
+        """DataLoader keyword arguments: workers, pinning, persistence, prefetch.
+
+        ``trainer.num_workers=-1`` shares the cores this process may use among the training
+        processes of the node (torchrun's ``LOCAL_WORLD_SIZE``), less one for each training
+        loop. Workers persist across epochs (``set_epoch`` reaches them through shared memory),
+        and pinned memory makes host-to-GPU copies asynchronous.
+        """
+        workers = int(trainer.num_workers)
+        if workers < 0:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            workers = max(1, (cores or os.cpu_count() or 2) // max(per_node, 1) - 1)
+        settings: dict = {"num_workers": workers, "pin_memory": torch.cuda.is_available()}
+        if workers > 0:
+            prefetch = int(getattr(trainer, "prefetch_factor", 4))
+            settings |= {"persistent_workers": True, "prefetch_factor": prefetch}
+        return settings

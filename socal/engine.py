@@ -81,7 +81,7 @@ class Engine:
         self.checkpoint_dir = checkpoint_dir
         self.config = config
         self.dist = dist
-        self.stop = stop or StopSignal()
+        self.stop = stop if stop is not None else StopSignal()
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision is Precision.fp16_mixed)
         self.monitor = trainer.early_stopping.metric
         self.maximize = trainer.early_stopping.mode.value == "max"
@@ -152,7 +152,11 @@ class Engine:
         return out * self.target_std + self.target_mean
 
     def _forward(self, batch: dict) -> torch.Tensor:
+        from socal.transforms import finish_clips  # local: keeps this edit inside _forward
+
         pixels = batch["pixel_values"].to(self.device, non_blocking=True)
+        if pixels.dtype == torch.uint8:  # ClipDataset's clips: augment + normalise on the device
+            pixels = finish_clips(pixels, batch["augment"])
         with autocast(self.precision, self.device):
             return self.model(pixel_values=pixels).logits
 
@@ -181,7 +185,7 @@ class Engine:
             self.batches_done += 1
             self.loss_sum += loss.item() * len(labels)
             self.loss_count += len(labels)
-            bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}")
+            bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}", refresh=False)
             if self.batches_done % accum and self.batches_done != total_batches:
                 continue
             self._optimizer_step()

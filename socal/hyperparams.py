@@ -13,15 +13,13 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from socal.config import config_differences, fingerprint, semantic_config
+from socal.config import CONF_DIR, compose_train, config_differences, fingerprint, semantic_config
 from socal.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FINGERPRINT_KEY = "socal_fingerprint"
 SENT_KEY = "socal_sent"
 # Where the training data and checkpoints are on a SageMaker instance.
@@ -35,16 +33,27 @@ MAX_KEY_CHARS = 256
 MAX_VALUE_CHARS = 2500
 SHELL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A value containing one of these breaks v3's env file or Hydra's override parser.
-UNSAFE_TEXT = {"'": "a single quote", "\\": "a backslash", "\n": "a newline",
-               "\r": "a carriage return", "\0": "a NUL byte", "${": "an interpolation"}
+UNSAFE_TEXT = {
+    "'": "a single quote",
+    "\\": "a backslash",
+    "\n": "a newline",
+    "\r": "a carriage return",
+    "\0": "a NUL byte",
+    "${": "an interpolation",
+}
 DIGEST_CHARS = 4
 
 
 def training_groups() -> list[str]:
     """The config groups train.yaml composes (not ``experiment``: its values are in the leaves)."""
     defaults = OmegaConf.load(CONF_DIR / "train.yaml").get("defaults", [])
-    return [k for item in defaults if isinstance(item, DictConfig)
-            for k, v in item.items() if v is not None]
+    return [
+        k
+        for item in defaults
+        if isinstance(item, DictConfig)
+        for k, v in item.items()
+        if v is not None
+    ]
 
 
 def hp_key(dotted: str) -> str:
@@ -123,10 +132,13 @@ def encode(train_cfg: DictConfig, choices: dict[str, str]) -> dict[str, str]:
     hps = {group: str(choices[group]) for group in training_groups()}
     container = OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True)
     for dotted, value in flatten(container).items():
-        if isinstance(value, dict) or (isinstance(value, (list, tuple))
-                                       and any(isinstance(v, (dict, list)) for v in value)):
-            raise UserError(f"{dotted}={value!r} cannot travel as a hyperparameter: "
-                            "only scalars and lists of scalars can")
+        if isinstance(value, dict) or (
+            isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list)) for v in value)
+        ):
+            raise UserError(
+                f"{dotted}={value!r} cannot travel as a hyperparameter: "
+                "only scalars and lists of scalars can"
+            )
         hps[hp_key(dotted)] = to_text(value)
     hps[FINGERPRINT_KEY] = fingerprint(train_cfg)
     hps[SENT_KEY] = "".join(digest(k, hps[k]) for k in sorted(hps) if k != FINGERPRINT_KEY)
@@ -136,20 +148,27 @@ def encode(train_cfg: DictConfig, choices: dict[str, str]) -> dict[str, str]:
 def check_limits(hps: dict[str, str]) -> None:
     """CreateTrainingJob's limits and what v3's env file cannot carry, naming the key."""
     if len(hps) > MAX_HYPERPARAMETERS:
-        raise UserError(f"{len(hps)} hyperparameters, SageMaker accepts at most "
-                        f"{MAX_HYPERPARAMETERS}: reduce the config")
+        raise UserError(
+            f"{len(hps)} hyperparameters, SageMaker accepts at most "
+            f"{MAX_HYPERPARAMETERS}: reduce the config"
+        )
     for key, text in hps.items():
         name = key.replace("__", ".")
         if len(key) > MAX_KEY_CHARS or not SHELL_IDENTIFIER.match(key):
-            raise UserError(f"{name}: hyperparameter key {key!r} must be a shell identifier "
-                            f"of at most {MAX_KEY_CHARS} characters")
+            raise UserError(
+                f"{name}: hyperparameter key {key!r} must be a shell identifier "
+                f"of at most {MAX_KEY_CHARS} characters"
+            )
         if len(text) > MAX_VALUE_CHARS:
-            raise UserError(f"{name}: value has {len(text)} characters, SageMaker accepts at "
-                            f"most {MAX_VALUE_CHARS}")
+            raise UserError(
+                f"{name}: value has {len(text)} characters, SageMaker accepts at "
+                f"most {MAX_VALUE_CHARS}"
+            )
         for bad, what in UNSAFE_TEXT.items():
             if bad in text:
-                raise UserError(f"{name}: value contains {what}, which cannot travel to the "
-                                "SageMaker container")
+                raise UserError(
+                    f"{name}: value contains {what}, which cannot travel to the SageMaker container"
+                )
 
 
 # -- container side ---------------------------------------------------------------------------
@@ -183,17 +202,6 @@ def to_overrides(hps: dict[str, str], known: Iterable[str]) -> list[str]:
 def _is_platform_key(key: str) -> bool:
     """Keys SageMaker itself adds (tuning jobs: ``_tuning_objective_metric``, ...)."""
     return key.startswith("_") or key.startswith("sagemaker_")
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    """Compose train.yaml with ``overrides`` (inside a running Hydra app or standalone)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name="train", overrides=overrides)
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def _known_keys(cfg: DictConfig) -> set[str]:
@@ -240,21 +248,30 @@ def verify(hps: dict[str, str], cfg: DictConfig) -> list[str]:
     leaves = {hp_key(k): v for k, v in flatten(container).items() if k not in PLACEMENT_KEYS}
     for key, value in leaves.items():
         if key not in hps:
-            raise UserError(f"hyperparameter {key} is missing: {key.replace('__', '.')} "
-                            "would silently take its default")
+            raise UserError(
+                f"hyperparameter {key} is missing: {key.replace('__', '.')} "
+                "would silently take its default"
+            )
         if not _same(hps[key], value):
-            raise UserError(f"{key.replace('__', '.')}: received {hps[key]} but the rebuilt "
-                            f"config has {to_text(value)}")
+            raise UserError(
+                f"{key.replace('__', '.')}: received {hps[key]} but the rebuilt "
+                f"config has {to_text(value)}"
+            )
     keys = sorted(k for k in hps if k != FINGERPRINT_KEY and not _is_platform_key(k))
     sent = hps[SENT_KEY]
     if len(sent) != DIGEST_CHARS * (len(keys) - 1):
         raise UserError(f"{SENT_KEY} does not match the hyperparameter keys received")
-    digests = [sent[i:i + DIGEST_CHARS] for i in range(0, len(sent), DIGEST_CHARS)]
-    changed = [k for k, d in zip([k for k in keys if k != SENT_KEY], digests, strict=True)
-               if digest(k, hps[k]) != d]
+    digests = [sent[i : i + DIGEST_CHARS] for i in range(0, len(sent), DIGEST_CHARS)]
+    changed = [
+        k
+        for k, d in zip([k for k in keys if k != SENT_KEY], digests, strict=True)
+        if digest(k, hps[k]) != d
+    ]
     if not changed and fingerprint(cfg) != hps[FINGERPRINT_KEY]:
-        raise UserError(f"config fingerprint {fingerprint(cfg)} differs from the "
-                        f"{hps[FINGERPRINT_KEY]} sent by the launcher")
+        raise UserError(
+            f"config fingerprint {fingerprint(cfg)} differs from the "
+            f"{hps[FINGERPRINT_KEY]} sent by the launcher"
+        )
     return changed
 
 

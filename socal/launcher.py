@@ -18,14 +18,22 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
+from socal.config import CONF_DIR
 from socal.errors import UserError
-from socal.hyperparams import CONF_DIR
 from socal.sagemaker_job import JobPlan
 
 log = logging.getLogger("socal.launch")
 MANIFEST = "sweep.csv"
-MANIFEST_COLUMNS = ["index", "job_name", "status", "overrides", "fingerprint", "model_uri",
-                    "output_uri", "checkpoint_uri"]
+MANIFEST_COLUMNS = [
+    "index",
+    "job_name",
+    "status",
+    "overrides",
+    "fingerprint",
+    "model_uri",
+    "output_uri",
+    "checkpoint_uri",
+]
 
 
 @dataclass
@@ -61,8 +69,10 @@ def check_instance_argv(argv: list[str]) -> None:
         names = match.group(1).split(",") if match else []
         for name in names:
             if name not in known:
-                print(f"error: unknown instance {name!r}; choose one of: {', '.join(known)}",
-                      file=sys.stderr)
+                print(
+                    f"error: unknown instance {name!r}; choose one of: {', '.join(known)}",
+                    file=sys.stderr,
+                )
                 sys.exit(2)
 
 
@@ -74,12 +84,15 @@ def save_request(job: JobPlan, where: LaunchContext, job_name: str) -> dict:
 
 def print_request(request: dict, where: LaunchContext) -> None:
     print(json.dumps(request, indent=2))
-    log.info("dry run: nothing submitted; request saved to %s, source archive beside it",
-             where.run_dir / "request.json")
+    log.info(
+        "dry run: nothing submitted; request saved to %s, source archive beside it",
+        where.run_dir / "request.json",
+    )
 
 
-def record(where: LaunchContext, job: JobPlan, job_name: str, status: str,
-           model_uri: Optional[str] = None) -> None:
+def record(
+    where: LaunchContext, job: JobPlan, job_name: str, status: str, model_uri: Optional[str] = None
+) -> None:
     """Log where the results land; in a multirun, add the job's row to sweep.csv."""
     log.info("%s: %s", status, job_name)
     log.info("model:       %s", model_uri or job.model_uri(job_name))
@@ -92,13 +105,18 @@ def record(where: LaunchContext, job: JobPlan, job_name: str, status: str,
         writer = csv.DictWriter(handle, MANIFEST_COLUMNS)
         if new:
             writer.writeheader()
-        writer.writerow({
-            "index": where.sweep_index, "job_name": job_name, "status": status,
-            "overrides": " ".join(where.overrides), "fingerprint": job.fingerprint,
-            "model_uri": model_uri or job.model_uri(job_name),
-            "output_uri": f"{job.output_uri}/{job_name}/output/output.tar.gz",
-            "checkpoint_uri": job.checkpoint_uri,
-        })
+        writer.writerow(
+            {
+                "index": where.sweep_index,
+                "job_name": job_name,
+                "status": status,
+                "overrides": " ".join(where.overrides),
+                "fingerprint": job.fingerprint,
+                "model_uri": model_uri or job.model_uri(job_name),
+                "output_uri": f"{job.output_uri}/{job_name}/output/output.tar.gz",
+                "checkpoint_uri": job.checkpoint_uri,
+            }
+        )
 
 
 def local_data(cfg: DictConfig) -> Path:
@@ -106,8 +124,10 @@ def local_data(cfg: DictConfig) -> Path:
     from omegaconf import OmegaConf
 
     if OmegaConf.is_missing(cfg.data, "root"):
-        raise UserError("instance=local reads data.root: set data.root=/path/to/SOCAL "
-                        "(or use data=synthetic / experiment=demo)")
+        raise UserError(
+            "instance=local reads data.root: set data.root=/path/to/SOCAL "
+            "(or use data=synthetic / experiment=demo)"
+        )
     root = Path(cfg.data.root).expanduser().resolve()
     if cfg.data.synthetic is not None:
         from socal.synthetic import SyntheticSpec, ensure_synthetic

@@ -61,29 +61,44 @@ def _environment(root: Path, job_name: str, hps: dict[str, str], channel: bool) 
     decoded = json.loads(sm_hps(hps))
     env = {
         "TRAINING_JOB_NAME": job_name,
-        "SM_MODEL_DIR": root / "model", "SM_INPUT_DIR": root / "input",
+        "SM_MODEL_DIR": root / "model",
+        "SM_INPUT_DIR": root / "input",
         "SM_INPUT_DATA_DIR": root / "input" / "data",
         "SM_INPUT_CONFIG_DIR": root / "input" / "config",
-        "SM_OUTPUT_DIR": root / "output", "SM_OUTPUT_FAILURE": root / "output" / "failure",
+        "SM_OUTPUT_DIR": root / "output",
+        "SM_OUTPUT_FAILURE": root / "output" / "failure",
         "SM_OUTPUT_DATA_DIR": root / "output" / "data",
-        "SM_SOURCE_DIR": root / "input" / "data" / "code", "SM_ENTRY_SCRIPT": "train.py",
+        "SM_SOURCE_DIR": root / "input" / "data" / "code",
+        "SM_ENTRY_SCRIPT": "train.py",
         "SM_CHANNELS": json.dumps(["training"] if channel else []),
         "SM_HPS": sm_hps(hps),
-        "SM_CURRENT_HOST": HOST, "SM_HOSTS": json.dumps([HOST]), "SM_HOST_COUNT": 1,
-        "SM_CURRENT_HOST_RANK": 0, "SM_MASTER_ADDR": HOST, "SM_MASTER_PORT": 7777,
-        "SM_NUM_GPUS": 0, "SM_NUM_CPUS": os.cpu_count() or 1, "SM_CURRENT_INSTANCE_TYPE": "local",
+        "SM_CURRENT_HOST": HOST,
+        "SM_HOSTS": json.dumps([HOST]),
+        "SM_HOST_COUNT": 1,
+        "SM_CURRENT_HOST_RANK": 0,
+        "SM_MASTER_ADDR": HOST,
+        "SM_MASTER_PORT": 7777,
+        "SM_NUM_GPUS": 0,
+        "SM_NUM_CPUS": os.cpu_count() or 1,
+        "SM_CURRENT_INSTANCE_TYPE": "local",
         CHECKPOINT_ENV: root / "checkpoints",
     }
     if channel:
         env["SM_CHANNEL_TRAINING"] = root / "input" / "data" / "training"
     for key, value in decoded.items():
         env[f"SM_HP_{key.replace('-', '_').upper()}"] = (
-            value if isinstance(value, str) else json.dumps(value))
+            value if isinstance(value, str) else json.dumps(value)
+        )
     return {k: str(v) for k, v in env.items()}
 
 
-def run(hyperparameters: dict[str, str], archive: Path, data_root: Path | None, root: Path,
-        job_name: str = "local") -> LocalJob:
+def run(
+    hyperparameters: dict[str, str],
+    archive: Path,
+    data_root: Path | None,
+    root: Path,
+    job_name: str = "local",
+) -> LocalJob:
     """Run ``train.py`` from ``archive`` with these hyperparameters; ``root`` plays /opt/ml."""
     code = root / "input" / "data" / "code"
     code.mkdir(parents=True, exist_ok=True)
@@ -103,9 +118,18 @@ def run(hyperparameters: dict[str, str], archive: Path, data_root: Path | None, 
     command = [sys.executable, "train.py", *driver_argv(hyperparameters)]
     log.info("running %s in %s", " ".join(command[:2]), code)
     job = LocalJob(root, 0)
-    with subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc, \
-            job.log_file.open("w") as log_file:
+    with (
+        subprocess.Popen(
+            command,
+            cwd=code,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        ) as proc,
+        job.log_file.open("w") as log_file,
+    ):
         for line in proc.stdout:
             sys.stdout.write(line)
             log_file.write(line)

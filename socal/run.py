@@ -14,13 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from socal import checkpoint, distributed
-from socal.check import summary
+from socal.check import checked_trials
 from socal.config import Precision, Target, fingerprint, semantic_config
 from socal.dataset import ClipDataset
 from socal.distributed import Dist
 from socal.engine import Engine, Predictions, log_metrics
 from socal.errors import UserError
-from socal.index import Trial, index_folder
+from socal.index import Trial
 from socal.interrupt import StopSignal
 from socal.metrics import baselines, results_table, task_metrics
 from socal.model import build_model
@@ -79,9 +79,8 @@ def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) ->
         dataset,
         batch_size=cfg.trainer.batch_size,
         sampler=sampler,
-        num_workers=cfg.trainer.num_workers,
         generator=torch.Generator(),
-        pin_memory=torch.cuda.is_available(),
+        **ClipDataset.loader_settings(cfg.trainer),
     )
 
 
@@ -105,9 +104,7 @@ def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Tr
     if dist.is_main:
         prepare_data(cfg)
     distributed.barrier(dist)
-    trials, report = index_folder(Path(cfg.data.root).expanduser(), cfg.data.target.value)
-    for line in summary(trials, report, cfg.data.target.value):
-        log.info("data check: %s", line)
+    trials = checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
     subsets = split_trials(trials, cfg.split, regression=cfg.data.target is Target.blood_loss)
     if dist.is_main:
         split_table(subsets).to_csv(run_dir / "split.csv", index=False)

@@ -32,9 +32,21 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 MAX_METRIC_DEFINITIONS = 40
 # Metric lines train.py logs, one per line: "[time][socal.engine][INFO] - val_loss=0.7868".
 METRICS = ["train_loss", "lr"] + [
-    f"{subset}_{name}" for subset in ("val", "test")
-    for name in ("loss", "accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity",
-                 "specificity", "rmse", "mae", "r2")]
+    f"{subset}_{name}"
+    for subset in ("val", "test")
+    for name in (
+        "loss",
+        "accuracy",
+        "balanced_accuracy",
+        "auroc",
+        "f1",
+        "sensitivity",
+        "specificity",
+        "rmse",
+        "mae",
+        "r2",
+    )
+]
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 PLACEHOLDER = "<{} not set>"
 
@@ -63,7 +75,7 @@ def _s3(uri: Optional[str], key: str) -> Optional[str]:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
@@ -103,14 +115,37 @@ class JobPlan:
         """The CreateTrainingJob request (plus the SDK's source-code and distribution settings)."""
         job_name = job_name or self.predicted_job_name()
         code = f"s3://{self.bucket}/{self.code_prefix}/{self.base_job_name}/{job_name}/input"
-        channels = [] if self.data_uri is None else [{
-            "ChannelName": CHANNEL, "InputMode": self.input_mode,
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": self.data_uri + "/",
-                                            "S3DataDistributionType": "FullyReplicated"}}}]
-        channels += [{"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"{code}/{name}{suffix}",
-            "S3DataDistributionType": "FullyReplicated"}}}
-            for name, suffix in (("code", "/sourcedir.tar.gz"), ("sm_drivers", ""))]
+        channels = (
+            []
+            if self.data_uri is None
+            else [
+                {
+                    "ChannelName": CHANNEL,
+                    "InputMode": self.input_mode,
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": self.data_uri + "/",
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                }
+            ]
+        )
+        channels += [
+            {
+                "ChannelName": name,
+                "InputMode": "File",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"{code}/{name}{suffix}",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+            for name, suffix in (("code", "/sourcedir.tar.gz"), ("sm_drivers", ""))
+        ]
         stopping = {"MaxRuntimeInSeconds": self.max_run}
         if self.spot:
             stopping["MaxWaitTimeInSeconds"] = self.max_wait
@@ -118,28 +153,47 @@ class JobPlan:
             "TrainingJobName": job_name,
             "RoleArn": self.role,
             "AlgorithmSpecification": {
-                "TrainingImage": self.image, "TrainingInputMode": self.input_mode,
+                "TrainingImage": self.image,
+                "TrainingInputMode": self.input_mode,
                 "MetricDefinitions": self.metric_definitions,
                 "ContainerEntrypoint": ["/bin/bash"],
-                "ContainerArguments": ["-c", "chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh"
-                                       " && /opt/ml/input/data/sm_drivers/sm_train.sh"]},
+                "ContainerArguments": [
+                    "-c",
+                    "chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh"
+                    " && /opt/ml/input/data/sm_drivers/sm_train.sh",
+                ],
+            },
             "HyperParameters": self.hyperparameters,
             "InputDataConfig": channels,
             "OutputDataConfig": {"S3OutputPath": self.output_uri},
-            "ResourceConfig": {"InstanceType": self.instance_type,
-                               "InstanceCount": self.instance_count,
-                               "VolumeSizeInGB": self.volume_gb},
+            "ResourceConfig": {
+                "InstanceType": self.instance_type,
+                "InstanceCount": self.instance_count,
+                "VolumeSizeInGB": self.volume_gb,
+            },
             "StoppingCondition": stopping,
-            "CheckpointConfig": {"S3Uri": self.checkpoint_uri,
-                                 "LocalPath": hyperparams.CONTAINER_CHECKPOINT_DIR},
+            "CheckpointConfig": {
+                "S3Uri": self.checkpoint_uri,
+                "LocalPath": hyperparams.CONTAINER_CHECKPOINT_DIR,
+            },
             "EnableManagedSpotTraining": self.spot,
             "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
             # Not CreateTrainingJob fields: what the SDK's sm_train.sh runs on the instance.
-            "SourceCode": {"SourceDir": "sourcedir.tar.gz", "EntryScript": ENTRY_SCRIPT,
-                           "Requirements": self.requirements},
-            "Distribution": ({"Torchrun": {"ProcessCountPerNode": max(self.gpus, 1),
-                                           "Nodes": self.instance_count}}
-                             if self.torchrun else None),
+            "SourceCode": {
+                "SourceDir": "sourcedir.tar.gz",
+                "EntryScript": ENTRY_SCRIPT,
+                "Requirements": self.requirements,
+            },
+            "Distribution": (
+                {
+                    "Torchrun": {
+                        "ProcessCountPerNode": max(self.gpus, 1),
+                        "Nodes": self.instance_count,
+                    }
+                }
+                if self.torchrun
+                else None
+            ),
         }
 
     def model_uri(self, job_name: str) -> str:
@@ -154,8 +208,12 @@ def _region(configured: Optional[str]) -> Optional[str]:
     return boto3.session.Session().region_name
 
 
-def plan(cfg: DictConfig, choices: dict[str, str], sweep_index: Optional[int] = None,
-         dry_run: bool = False) -> JobPlan:
+def plan(
+    cfg: DictConfig,
+    choices: dict[str, str],
+    sweep_index: Optional[int] = None,
+    dry_run: bool = False,
+) -> JobPlan:
     """Everything the job needs, from the config alone; UserError names what is wrong."""
     sm, inst = cfg.sagemaker, cfg.instance
     local = inst.type == LOCAL_INSTANCE
@@ -169,15 +227,24 @@ def plan(cfg: DictConfig, choices: dict[str, str], sweep_index: Optional[int] = 
             return PLACEHOLDER.format(key)
         raise UserError(f"{key} is not set: {hint}")
 
-    role = required(sm.role, "sagemaker.role", "set sagemaker.role=arn:aws:iam::ACCOUNT:role/"
-                    "NAME or the SOCAL_SAGEMAKER_ROLE environment variable")
+    role = required(
+        sm.role,
+        "sagemaker.role",
+        "set sagemaker.role=arn:aws:iam::ACCOUNT:role/"
+        "NAME or the SOCAL_SAGEMAKER_ROLE environment variable",
+    )
     if not role.startswith("<") and not ROLE_ARN.match(role):
-        raise UserError(f"sagemaker.role={role} is not an IAM role ARN "
-                        "(arn:aws:iam::123456789012:role/NAME)")
-    bucket = required(sm.bucket, "sagemaker.bucket",
-                      "set sagemaker.bucket=NAME or the SOCAL_S3_BUCKET environment variable")
-    region = required(_region(sm.region), "sagemaker.region",
-                      "set sagemaker.region=us-east-1 or AWS_REGION")
+        raise UserError(
+            f"sagemaker.role={role} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
+        )
+    bucket = required(
+        sm.bucket,
+        "sagemaker.bucket",
+        "set sagemaker.bucket=NAME or the SOCAL_S3_BUCKET environment variable",
+    )
+    region = required(
+        _region(sm.region), "sagemaker.region", "set sagemaker.region=us-east-1 or AWS_REGION"
+    )
     root = f"s3://{bucket}/{sm.prefix.strip('/')}"
     synthetic = cfg.data.synthetic is not None
     data_uri = _s3(sm.data_uri, "sagemaker.data_uri")
@@ -188,33 +255,52 @@ def plan(cfg: DictConfig, choices: dict[str, str], sweep_index: Optional[int] = 
 
     base = sm.base_job_name if sweep_index is None else f"{sm.base_job_name}-{sweep_index}"
     if len(base) > MAX_BASE_NAME or not JOB_NAME.match(base):
-        raise UserError(f"sagemaker.base_job_name={sm.base_job_name}: job names take letters, "
-                        f"digits and single hyphens, at most {MAX_BASE_NAME} characters "
-                        "with the sweep index")
+        raise UserError(
+            f"sagemaker.base_job_name={sm.base_job_name}: job names take letters, "
+            f"digits and single hyphens, at most {MAX_BASE_NAME} characters "
+            "with the sweep index"
+        )
     max_wait = sm.max_wait if sm.max_wait is not None else 2 * sm.max_run
     if sm.spot and max_wait <= sm.max_run:
-        raise UserError(f"sagemaker.max_wait={max_wait} must exceed sagemaker.max_run="
-                        f"{sm.max_run} for spot training")
+        raise UserError(
+            f"sagemaker.max_wait={max_wait} must exceed sagemaker.max_run="
+            f"{sm.max_run} for spot training"
+        )
 
     train = training_config(cfg)
     hps = hyperparams.encode(train, choices)
     hyperparams.check_limits(hps)
     hyperparams.round_trip(train, hps)
     if len(metric_definitions()) > MAX_METRIC_DEFINITIONS:
-        raise UserError(f"{len(metric_definitions())} metric definitions, SageMaker accepts "
-                        f"at most {MAX_METRIC_DEFINITIONS}")
+        raise UserError(
+            f"{len(metric_definitions())} metric definitions, SageMaker accepts "
+            f"at most {MAX_METRIC_DEFINITIONS}"
+        )
     fp = fingerprint(train)
     checkpoints = _s3(sm.checkpoint_uri, "sagemaker.checkpoint_uri") or f"{root}/checkpoints"
     return JobPlan(
-        base_job_name=base, instance_type=inst.type, instance_count=inst.count, gpus=inst.gpus,
-        volume_gb=inst.volume_gb, role=role, region=region, bucket=bucket,
+        base_job_name=base,
+        instance_type=inst.type,
+        instance_count=inst.count,
+        gpus=inst.gpus,
+        volume_gb=inst.volume_gb,
+        role=role,
+        region=region,
+        bucket=bucket,
         code_prefix=f"{sm.prefix.strip('/')}/code",
         image=sm.image or ("<none: runs on this host>" if local else _image(sm, inst, region)),
-        hyperparameters=hps, data_uri=data_uri, input_mode=sm.input_mode.value,
+        hyperparameters=hps,
+        data_uri=data_uri,
+        input_mode=sm.input_mode.value,
         output_uri=_s3(sm.output_uri, "sagemaker.output_uri") or f"{root}/output",
         checkpoint_uri=f"{checkpoints}/{sm.base_job_name}-{fp}",
-        spot=sm.spot, max_run=sm.max_run, max_wait=max_wait if sm.spot else None,
-        tags=dict(sm.tags), requirements=sm.requirements, fingerprint=fp)
+        spot=sm.spot,
+        max_run=sm.max_run,
+        max_wait=max_wait if sm.spot else None,
+        tags=dict(sm.tags),
+        requirements=sm.requirements,
+        fingerprint=fp,
+    )
 
 
 def _image(sm: DictConfig, inst: DictConfig, region: str) -> str:
@@ -223,12 +309,18 @@ def _image(sm: DictConfig, inst: DictConfig, region: str) -> str:
 
     try:
         return image_uris.retrieve(
-            framework="pytorch", region=region if not region.startswith("<") else "us-east-1",
-            version=sm.framework_version, py_version=sm.py_version,
-            instance_type=inst.type, image_scope="training")
+            framework="pytorch",
+            region=region if not region.startswith("<") else "us-east-1",
+            version=sm.framework_version,
+            py_version=sm.py_version,
+            instance_type=inst.type,
+            image_scope="training",
+        )
     except ValueError as err:
-        raise UserError(f"sagemaker.framework_version={sm.framework_version} / py_version="
-                        f"{sm.py_version}: {err}".splitlines()[0]) from err
+        raise UserError(
+            f"sagemaker.framework_version={sm.framework_version} / py_version="
+            f"{sm.py_version}: {err}".splitlines()[0]
+        ) from err
 
 
 def preflight(job: JobPlan, check_data: bool) -> None:
@@ -237,8 +329,10 @@ def preflight(job: JobPlan, check_data: bool) -> None:
 
     session = boto3.session.Session(region_name=job.region)
     if session.get_credentials() is None:
-        raise UserError("no AWS credentials found: run `aws configure` (or `aws sso login`), or "
-                        "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        raise UserError(
+            "no AWS credentials found: run `aws configure` (or `aws sso login`), or "
+            "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
     if job.data_uri is None or not check_data:
         return
     from botocore.exceptions import BotoCoreError, ClientError
@@ -253,12 +347,17 @@ def preflight(job: JobPlan, check_data: bool) -> None:
         frames = count_objects(s3, bucket, f"{prefix}JPEGImages/", limit=1)
     except (BotoCoreError, ClientError) as err:
         raise UserError(f"cannot read sagemaker.data_uri={job.data_uri}: {err}") from err
-    missing = [what for what, n in (("socal_trial_outcomes.csv", outcomes),
-                                    ("JPEGImages/ frames", frames)) if not n]
+    missing = [
+        what
+        for what, n in (("socal_trial_outcomes.csv", outcomes), ("JPEGImages/ frames", frames))
+        if not n
+    ]
     if missing:
-        raise UserError(f"sagemaker.data_uri={job.data_uri} holds no {' and no '.join(missing)}:"
-                        f" upload the dataset first: python -m socal.upload ./SOCAL "
-                        f"{job.data_uri}")
+        raise UserError(
+            f"sagemaker.data_uri={job.data_uri} holds no {' and no '.join(missing)}:"
+            f" upload the dataset first: python -m socal.upload ./SOCAL "
+            f"{job.data_uri}"
+        )
 
 
 def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
@@ -276,29 +375,57 @@ def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
     from sagemaker.train import ModelTrainer
     from sagemaker.train.distributed import Torchrun
 
-    session = Session(boto_session=boto3.session.Session(region_name=job.region),
-                      default_bucket=job.bucket, default_bucket_prefix=job.code_prefix)
-    channels = [] if job.data_uri is None else [Channel(
-        channel_name=CHANNEL, input_mode=job.input_mode, data_source=DataSource(
-            s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=job.data_uri + "/",
-                                        s3_data_distribution_type="FullyReplicated")))]
+    session = Session(
+        boto_session=boto3.session.Session(region_name=job.region),
+        default_bucket=job.bucket,
+        default_bucket_prefix=job.code_prefix,
+    )
+    channels = (
+        []
+        if job.data_uri is None
+        else [
+            Channel(
+                channel_name=CHANNEL,
+                input_mode=job.input_mode,
+                data_source=DataSource(
+                    s3_data_source=S3DataSource(
+                        s3_data_type="S3Prefix",
+                        s3_uri=job.data_uri + "/",
+                        s3_data_distribution_type="FullyReplicated",
+                    )
+                ),
+            )
+        ]
+    )
     trainer = ModelTrainer(
-        sagemaker_session=session, role=job.role, base_job_name=job.base_job_name,
-        training_image=job.image, training_input_mode=job.input_mode,
-        source_code=SourceCode(source_dir=str(archive), entry_script=ENTRY_SCRIPT,
-                               requirements=job.requirements),
-        compute=Compute(instance_type=job.instance_type, instance_count=job.instance_count,
-                        volume_size_in_gb=job.volume_gb, enable_managed_spot_training=job.spot),
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=job.max_run,
-                                             max_wait_time_in_seconds=job.max_wait),
+        sagemaker_session=session,
+        role=job.role,
+        base_job_name=job.base_job_name,
+        training_image=job.image,
+        training_input_mode=job.input_mode,
+        source_code=SourceCode(
+            source_dir=str(archive), entry_script=ENTRY_SCRIPT, requirements=job.requirements
+        ),
+        compute=Compute(
+            instance_type=job.instance_type,
+            instance_count=job.instance_count,
+            volume_size_in_gb=job.volume_gb,
+            enable_managed_spot_training=job.spot,
+        ),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=job.max_run, max_wait_time_in_seconds=job.max_wait
+        ),
         output_data_config=OutputDataConfig(s3_output_path=job.output_uri),
-        checkpoint_config=CheckpointConfig(s3_uri=job.checkpoint_uri,
-                                           local_path=hyperparams.CONTAINER_CHECKPOINT_DIR),
+        checkpoint_config=CheckpointConfig(
+            s3_uri=job.checkpoint_uri, local_path=hyperparams.CONTAINER_CHECKPOINT_DIR
+        ),
         distributed=Torchrun(process_count_per_node=max(job.gpus, 1)) if job.torchrun else None,
-        hyperparameters=job.hyperparameters, input_data_config=channels,
+        hyperparameters=job.hyperparameters,
+        input_data_config=channels,
         tags=[{"key": k, "value": v} for k, v in job.tags.items()] or None,
     )
     trainer.with_metric_definitions(
-        [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in job.metric_definitions])
+        [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in job.metric_definitions]
+    )
     trainer.train(wait=wait, logs=logs and wait)
     return trainer._latest_training_job.training_job_name

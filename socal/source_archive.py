@@ -33,9 +33,12 @@ def shipped_files(root: Path, requirements: str) -> list[str]:
         candidates = [path] if path.is_file() else sorted(path.rglob("*"))
         for file in candidates:
             rel = file.relative_to(root)
-            if (file.is_file() and not SKIPPED_DIRS.intersection(rel.parts)
-                    and not file.name.endswith(SKIPPED_SUFFIXES)
-                    and not file.name.startswith(".")):
+            if (
+                file.is_file()
+                and not SKIPPED_DIRS.intersection(rel.parts)
+                and not file.name.endswith(SKIPPED_SUFFIXES)
+                and not file.name.startswith(".")
+            ):
                 files.add(rel.as_posix())
     return sorted(files)
 
@@ -44,8 +47,10 @@ def build(dest_dir: Path, requirements: str, max_mb: float, root: Path = PROJECT
     """Write ``dest_dir/sourcedir.tar.gz``; refuse it above ``max_mb`` megabytes."""
     buffer = io.BytesIO()
     # Fixed mtimes, owners and order: the same sources give the same bytes.
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for rel in shipped_files(root, requirements):
             data = (root / rel).read_bytes()
             info = tarfile.TarInfo(rel)
@@ -53,8 +58,10 @@ def build(dest_dir: Path, requirements: str, max_mb: float, root: Path = PROJECT
             tar.addfile(info, io.BytesIO(data))
     size_mb = buffer.tell() / 1e6
     if size_mb > max_mb:
-        raise UserError(f"the source archive is {size_mb:.1f} MB, above "
-                        f"sagemaker.max_source_mb={max_mb}: is data under conf/ or socal/?")
+        raise UserError(
+            f"the source archive is {size_mb:.1f} MB, above "
+            f"sagemaker.max_source_mb={max_mb}: is data under conf/ or socal/?"
+        )
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / ARCHIVE_NAME
     path.write_bytes(buffer.getvalue())

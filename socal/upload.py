@@ -43,20 +43,23 @@ def remote_sizes(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
 
 def local_files(folder: Path) -> dict[str, Path]:
     """Relative POSIX path -> file, hidden files and folders left out."""
-    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
-            if p.is_file() and not any(part.startswith(".")
-                                       for part in p.relative_to(folder).parts)}
+    return {
+        p.relative_to(folder).as_posix(): p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://") or len(uri) <= len("s3://"):
         raise UserError(f"{uri} is not an S3 URI (s3://bucket/prefix)")
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     return bucket, prefix.strip("/")
 
 
-def upload(folder: Path, uri: str, workers: int = 16, progress: bool = True,
-           s3: Any = None) -> dict[str, int]:
+def upload(
+    folder: Path, uri: str, workers: int = 16, progress: bool = True, s3: Any = None
+) -> dict[str, int]:
     """Upload ``folder`` under ``uri``; return counts of uploaded, skipped and remote files."""
     folder = folder.expanduser()
     if not (folder / OUTCOMES).is_file() or not (folder / FRAMES).is_dir():
@@ -69,29 +72,46 @@ def upload(folder: Path, uri: str, workers: int = 16, progress: bool = True,
     key_of = (lambda rel: f"{prefix}/{rel}") if prefix else (lambda rel: rel)
     files = local_files(folder)
     existing = remote_sizes(s3, bucket, f"{prefix}/" if prefix else "")
-    todo = {rel: path for rel, path in files.items()
-            if existing.get(key_of(rel)) != path.stat().st_size}
-    log.info("%d files, %d already in %s with the same size, %d to upload",
-             len(files), len(files) - len(todo), uri, len(todo))
-    with ThreadPoolExecutor(workers) as pool, \
-            tqdm(total=len(todo), unit="file", disable=not progress) as bar:
-        futures = {pool.submit(s3.upload_file, str(path), bucket, key_of(rel)): rel
-                   for rel, path in todo.items()}
+    todo = {
+        rel: path for rel, path in files.items() if existing.get(key_of(rel)) != path.stat().st_size
+    }
+    log.info(
+        "%d files, %d already in %s with the same size, %d to upload",
+        len(files),
+        len(files) - len(todo),
+        uri,
+        len(todo),
+    )
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(todo), unit="file", disable=not progress) as bar,
+    ):
+        futures = {
+            pool.submit(s3.upload_file, str(path), bucket, key_of(rel)): rel
+            for rel, path in todo.items()
+        }
         for future in as_completed(futures):
             future.result()
             bar.update()
     after = remote_sizes(s3, bucket, f"{prefix}/" if prefix else "")
     missing = [rel for rel, path in files.items() if after.get(key_of(rel)) != path.stat().st_size]
     if missing:
-        raise UserError(f"{len(missing)} of {len(files)} files are not in {uri} after the "
-                        f"upload, e.g. {missing[0]}: run the command again")
-    return {"files": len(files), "uploaded": len(todo), "skipped": len(files) - len(todo),
-            "remote": len(after)}
+        raise UserError(
+            f"{len(missing)} of {len(files)} files are not in {uri} after the "
+            f"upload, e.g. {missing[0]}: run the command again"
+        )
+    return {
+        "files": len(files),
+        "uploaded": len(todo),
+        "skipped": len(files) - len(todo),
+        "remote": len(after),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m socal.upload", description=__doc__.split(
-        "\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m socal.upload", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("folder", type=Path, help="the SOCAL folder (JPEGImages/ and the CSVs)")
     parser.add_argument("uri", help="destination, e.g. s3://my-bucket/socal/data")
     parser.add_argument("--workers", type=int, default=min(32, 4 * (os.cpu_count() or 1)))
@@ -100,8 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_user_error():
         counts = upload(args.folder, args.uri, args.workers, not args.no_progress)
-    print(f"{args.uri}: {counts['files']} files checked, {counts['uploaded']} uploaded, "
-          f"{counts['skipped']} already there")
+    print(
+        f"{args.uri}: {counts['files']} files checked, {counts['uploaded']} uploaded, "
+        f"{counts['skipped']} already there"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,15 @@ from socal.launch_config import register
 from socal.synthetic import SyntheticSpec, generate
 
 CONF = str(hyperparams.CONF_DIR)
-TINY = ["model=videomae_tiny", "data.num_frames=8", "trainer.epochs=1", "trainer.batch_size=8",
-        "trainer.num_workers=0", "trainer.device=cpu", "trainer.progress=false"]
+TINY = [
+    "model=videomae_tiny",
+    "data.num_frames=8",
+    "trainer.epochs=1",
+    "trainer.batch_size=8",
+    "trainer.num_workers=0",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+]
 
 
 def encoded(overrides: list[str]) -> tuple[dict[str, str], dict]:
@@ -89,8 +96,9 @@ def test_rebuild_detects_lost_and_unknown_values() -> None:
         hyperparams.verify(dropped, cfg)
 
 
-def test_tampered_fingerprint_fails_with_failure_file(archive: Path, data: Path,
-                                                      tmp_path: Path) -> None:
+def test_tampered_fingerprint_fails_with_failure_file(
+    archive: Path, data: Path, tmp_path: Path
+) -> None:
     hps, _ = encoded(TINY)
     hps[hyperparams.FINGERPRINT_KEY] = "0123456789abcdef"
     job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
@@ -112,17 +120,22 @@ def test_crash_during_training_writes_the_failure_file(archive: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_local_job_rebuilds_the_sent_config_and_trains(archive: Path, data: Path,
-                                                       tmp_path: Path) -> None:
+def test_local_job_rebuilds_the_sent_config_and_trains(
+    archive: Path, data: Path, tmp_path: Path
+) -> None:
     hps, sent = encoded(TINY)
     job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
     assert job.returncode == 0, job.failure
-    assert sorted(p.name for p in job.model_dir.iterdir()) == ["config.yaml", "metrics.json",
-                                                              "model.pt"]
+    assert sorted(p.name for p in job.model_dir.iterdir()) == [
+        "config.yaml",
+        "metrics.json",
+        "model.pt",
+    ]
     rebuilt = semantic_config(OmegaConf.load(job.model_dir / "config.yaml"))
     assert rebuilt == sent
     metrics = json.loads((job.model_dir / "metrics.json").read_text())
     assert metrics["config_fingerprint"] == hps[hyperparams.FINGERPRINT_KEY]
     assert {"history.csv", "predictions.csv", "split.csv"} <= {
-        p.name for p in job.output_dir.iterdir()}
+        p.name for p in job.output_dir.iterdir()
+    }
     assert (job.checkpoint_dir / "last.pt").exists() and not job.failure_file.exists()

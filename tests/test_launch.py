@@ -22,28 +22,44 @@ from socal.upload import upload
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/socal-test"
 DATA = "sagemaker.data_uri=s3://socal-test-dataset/SOCAL"
-TINY = [DATA, "model=videomae_tiny", "data.num_frames=8", "trainer.epochs=1",
-        "trainer.batch_size=8", "trainer.num_workers=0", "trainer.device=cpu"]
-NO_TORCH = ("import runpy, sys\n"
-            "for name in ('torch', 'torchvision', 'transformers'): sys.modules[name] = None\n"
-            "sys.argv = ['launch.py', *sys.argv[1:]]\n"
-            "runpy.run_path('launch.py', run_name='__main__')\n")
+TINY = [
+    DATA,
+    "model=videomae_tiny",
+    "data.num_frames=8",
+    "trainer.epochs=1",
+    "trainer.batch_size=8",
+    "trainer.num_workers=0",
+    "trainer.device=cpu",
+]
+NO_TORCH = (
+    "import runpy, sys\n"
+    "for name in ('torch', 'torchvision', 'transformers'): sys.modules[name] = None\n"
+    "sys.argv = ['launch.py', *sys.argv[1:]]\n"
+    "runpy.run_path('launch.py', run_name='__main__')\n"
+)
 
 
 def clean_env(**env: str | None) -> dict[str, str]:
     """This process's environment without any AWS or socal setting, plus ``env``."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "SOCAL_", "SAGEMAKER_"))}
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SOCAL_", "SAGEMAKER_"))
+    }
     base.update(env)
     return {k: v for k, v in base.items() if v is not None}
 
 
-def launch(args: list[str], env: dict[str, str | None], out: Path,
-           multirun: bool = False) -> subprocess.CompletedProcess:
-    dirs = ([f"hydra.sweep.dir={out}"] if multirun else [f"hydra.run.dir={out}"])
-    return subprocess.run([sys.executable, "launch.py", *(["-m"] if multirun else []),
-                           *args, *dirs], cwd=ROOT, env=clean_env(**env),
-                          capture_output=True, text=True, timeout=120)
+def launch(
+    args: list[str], env: dict[str, str | None], out: Path, multirun: bool = False
+) -> subprocess.CompletedProcess:
+    dirs = [f"hydra.sweep.dir={out}"] if multirun else [f"hydra.run.dir={out}"]
+    return subprocess.run(
+        [sys.executable, "launch.py", *(["-m"] if multirun else []), *args, *dirs],
+        cwd=ROOT,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -62,7 +78,7 @@ def jobs(prefix: str) -> list[str]:
 
 
 def s3_object(uri: str) -> bytes:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
@@ -79,8 +95,13 @@ def socal_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dataset(aws_env: dict, socal_folder: Path) -> str:
     """The synthetic dataset, uploaded once to its own bucket."""
-    s3 = boto3.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket="socal-test-dataset")
     uri = "s3://socal-test-dataset/SOCAL"
     upload(socal_folder, uri, workers=16, progress=False, s3=s3)
@@ -90,16 +111,28 @@ def dataset(aws_env: dict, socal_folder: Path) -> str:
 @pytest.fixture
 def account(aws: dict, bucket: str, dataset: str, tmp_path: Path) -> dict[str, str]:
     """The launcher's environment: moto, a role, an empty bucket, a private cache."""
-    return {**aws, "SOCAL_SAGEMAKER_ROLE": ROLE, "SOCAL_S3_BUCKET": bucket,
-            "SOCAL_CACHE_DIR": str(tmp_path / "cache")}
+    return {
+        **aws,
+        "SOCAL_SAGEMAKER_ROLE": ROLE,
+        "SOCAL_S3_BUCKET": bucket,
+        "SOCAL_CACHE_DIR": str(tmp_path / "cache"),
+    }
 
 
 @pytest.mark.slow
 def test_launch_creates_the_job_and_its_config_survives_the_trip(
-        account: dict, dataset: str, socal_folder: Path, tmp_path: Path) -> None:
-    args = [*TINY, "instance=g5_12xlarge", "sagemaker.spot=true", "sagemaker.max_run=3600",
-            "sagemaker.base_job_name=single", "sagemaker.input_mode=FastFile",
-            "launch.wait=false", "trainer.num_workers=0"]
+    account: dict, dataset: str, socal_folder: Path, tmp_path: Path
+) -> None:
+    args = [
+        *TINY,
+        "instance=g5_12xlarge",
+        "sagemaker.spot=true",
+        "sagemaker.max_run=3600",
+        "sagemaker.base_job_name=single",
+        "sagemaker.input_mode=FastFile",
+        "launch.wait=false",
+        "trainer.num_workers=0",
+    ]
     result = launch(args, account, tmp_path / "run")
     assert result.returncode == 0, result.stderr
     request = json.loads((tmp_path / "run" / "request.json").read_text())
@@ -108,9 +141,13 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     hps = request["HyperParameters"]
 
     assert job["AlgorithmSpecification"]["TrainingImage"] == (
-        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8-gpu-py312")
-    assert job["ResourceConfig"] == {"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1,
-                                     "VolumeSizeInGB": 100}
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8-gpu-py312"
+    )
+    assert job["ResourceConfig"] == {
+        "InstanceType": "ml.g5.12xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 100,
+    }
     assert job["HyperParameters"] == hps
     assert hps["optimizer__lr"] == "5e-05" and hps["trainer__num_workers"] == "0"
     assert hps["data__root"] == "/opt/ml/input/data/training"
@@ -123,15 +160,19 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert job["CheckpointConfig"] == {
         "S3Uri": f"s3://{account['SOCAL_S3_BUCKET']}/socal/checkpoints/single-"
-                 f"{hps['socal_fingerprint']}", "LocalPath": "/opt/ml/checkpoints"}
+        f"{hps['socal_fingerprint']}",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
     assert job["OutputDataConfig"]["S3OutputPath"] == (
-        f"s3://{account['SOCAL_S3_BUCKET']}/socal/output")
+        f"s3://{account['SOCAL_S3_BUCKET']}/socal/output"
+    )
     # The dry-run request describes the same job (moto replaces metric definitions: checked
     # on the request we built).
     for field in ("ResourceConfig", "StoppingCondition", "CheckpointConfig", "RoleArn"):
         assert request[field] == job[field]
-    metrics = {m["Name"]: m["Regex"] for m in request["AlgorithmSpecification"]
-               ["MetricDefinitions"]}
+    metrics = {
+        m["Name"]: m["Regex"] for m in request["AlgorithmSpecification"]["MetricDefinitions"]
+    }
     assert {"train_loss", "val_loss", "val_auroc", "test_accuracy"} <= set(metrics)
 
     # 4 GPUs: torchrun, one process per GPU, as the SDK's driver config tells the instance.
@@ -148,28 +189,41 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     archive.write_bytes(s3_object(code))
     with tarfile.open(archive) as tar:
         members = tar.getnames()
-    assert {"train.py", "requirements/instance.txt", "conf/launch.yaml", "conf/train.yaml",
-            "socal/container.py", "socal/run.py"} <= set(members)
-    assert all(m == "train.py" or m.split("/")[0] in {"conf", "socal", "requirements"}
-               for m in members)
+    assert {
+        "train.py",
+        "requirements/instance.txt",
+        "conf/launch.yaml",
+        "conf/train.yaml",
+        "socal/container.py",
+        "socal/run.py",
+    } <= set(members)
+    assert all(
+        m == "train.py" or m.split("/")[0] in {"conf", "socal", "requirements"} for m in members
+    )
     assert not any("__pycache__" in m or m.endswith(".pyc") for m in members)
     assert archive.read_bytes() == (tmp_path / "run" / "sourcedir.tar.gz").read_bytes()
 
     # What DescribeTrainingJob holds, through the container path: the same config, trained.
-    local = local_container.run(job["HyperParameters"], archive, socal_folder,
-                                tmp_path / "opt_ml", name)
+    local = local_container.run(
+        job["HyperParameters"], archive, socal_folder, tmp_path / "opt_ml", name
+    )
     assert local.returncode == 0, local.failure
     sent = semantic_config(OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml"))
     for key in ("instance", "sagemaker", "launch"):
         sent.pop(key)
     rebuilt = semantic_config(OmegaConf.load(local.model_dir / "config.yaml"))
     assert rebuilt == sent
-    assert json.loads((local.model_dir / "metrics.json").read_text())["config_fingerprint"] == (
-        hps["socal_fingerprint"])
+    assert (
+        json.loads((local.model_dir / "metrics.json").read_text())["config_fingerprint"]
+        == (hps["socal_fingerprint"])
+    )
 
     # A tuning job changes a value: honoured, reported, and the run trains with it.
-    tuned = {**job["HyperParameters"], "optimizer__lr": "0.0005",
-             "_tuning_objective_metric": "val_loss"}
+    tuned = {
+        **job["HyperParameters"],
+        "optimizer__lr": "0.0005",
+        "_tuning_objective_metric": "val_loss",
+    }
     run = local_container.run(tuned, archive, socal_folder, tmp_path / "tuned", name)
     assert run.returncode == 0, run.failure
     config = OmegaConf.load(run.model_dir / "config.yaml")
@@ -179,10 +233,15 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     assert "changed since launch (tuning job): optimizer__lr" in run.log_file.read_text()
 
 
-def test_multirun_submits_one_job_per_value_with_a_manifest(account: dict, dataset: str,
-                                                           tmp_path: Path) -> None:
-    result = launch([*TINY, "optimizer.lr=1e-5,5e-5,1e-4", "sagemaker.base_job_name=sweep"],
-                    account, tmp_path / "sweep", multirun=True)
+def test_multirun_submits_one_job_per_value_with_a_manifest(
+    account: dict, dataset: str, tmp_path: Path
+) -> None:
+    result = launch(
+        [*TINY, "optimizer.lr=1e-5,5e-5,1e-4", "sagemaker.base_job_name=sweep"],
+        account,
+        tmp_path / "sweep",
+        multirun=True,
+    )
     assert result.returncode == 0, result.stderr
     names = jobs("sweep-")
     assert len(names) == 3 and len(set(names)) == 3
@@ -191,8 +250,10 @@ def test_multirun_submits_one_job_per_value_with_a_manifest(account: dict, datas
     assert sorted(r["job_name"] for r in rows) == names
     assert [r["index"] for r in rows] == ["0", "1", "2"]
     assert all(r["job_name"].startswith(f"sweep-{r['index']}-") for r in rows)
-    swept = [[float(o.split("=")[1]) for o in r["overrides"].split()
-              if o.startswith("optimizer.lr=")] for r in rows]
+    swept = [
+        [float(o.split("=")[1]) for o in r["overrides"].split() if o.startswith("optimizer.lr=")]
+        for r in rows
+    ]
     assert swept == [[1e-5], [5e-5], [1e-4]]
     assert len({r["checkpoint_uri"] for r in rows}) == 3
     for row in rows:
@@ -203,12 +264,13 @@ def test_multirun_submits_one_job_per_value_with_a_manifest(account: dict, datas
     assert lrs == [1e-5, 5e-5, 1e-4]
 
 
-def test_limits_are_enforced_before_anything_is_uploaded(account: dict, dataset: str,
-                                                        tmp_path: Path) -> None:
+def test_limits_are_enforced_before_anything_is_uploaded(
+    account: dict, dataset: str, tmp_path: Path
+) -> None:
     before = keys(account["SOCAL_S3_BUCKET"])
     cases = {
         "model.source=" + "x" * 2600: "model.source: value has 2600 characters",
-        "model.source=\"it's\"": "model.source: value contains a single quote",
+        'model.source="it\'s"': "model.source: value contains a single quote",
         "model.source='true'": "would not survive the trip to SageMaker: model.source",
         "sagemaker.base_job_name=" + "a" * 49: "sagemaker.base_job_name=",
     }
@@ -219,20 +281,27 @@ def test_limits_are_enforced_before_anything_is_uploaded(account: dict, dataset:
     assert jobs("socal-") == []
 
 
-@pytest.mark.parametrize(("override", "drop", "message"), [
-    ("launch.wait=false", "SOCAL_SAGEMAKER_ROLE", "sagemaker.role is not set"),
-    ("launch.wait=false", "SOCAL_S3_BUCKET", "sagemaker.bucket is not set"),
-    ("sagemaker.role=admin", None, "sagemaker.role=admin is not an IAM role ARN"),
-    ("sagemaker.data_uri=https://example.com/x", None, "is not an S3 URI"),
-    ("sagemaker.data_uri=' '", None, "sagemaker.data_uri is empty"),
-    ("sagemaker.data_uri=s3://{bucket}", None, "holds no socal_trial_outcomes.csv"),
-    ("sagemaker.data_uri=s3://{bucket}/nothing-here", None,
-     "holds no socal_trial_outcomes.csv and no JPEGImages/ frames"),
-    ("instance=g9_huge", None, "unknown instance 'g9_huge'"),
-    ("launch.wait=false", "AWS_SECRET_ACCESS_KEY", "no AWS credentials found"),
-])
-def test_bad_input_is_one_error_line(account: dict, tmp_path: Path, override: str,
-                                     drop: str | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("override", "drop", "message"),
+    [
+        ("launch.wait=false", "SOCAL_SAGEMAKER_ROLE", "sagemaker.role is not set"),
+        ("launch.wait=false", "SOCAL_S3_BUCKET", "sagemaker.bucket is not set"),
+        ("sagemaker.role=admin", None, "sagemaker.role=admin is not an IAM role ARN"),
+        ("sagemaker.data_uri=https://example.com/x", None, "is not an S3 URI"),
+        ("sagemaker.data_uri=' '", None, "sagemaker.data_uri is empty"),
+        ("sagemaker.data_uri=s3://{bucket}", None, "holds no socal_trial_outcomes.csv"),
+        (
+            "sagemaker.data_uri=s3://{bucket}/nothing-here",
+            None,
+            "holds no socal_trial_outcomes.csv and no JPEGImages/ frames",
+        ),
+        ("instance=g9_huge", None, "unknown instance 'g9_huge'"),
+        ("launch.wait=false", "AWS_SECRET_ACCESS_KEY", "no AWS credentials found"),
+    ],
+)
+def test_bad_input_is_one_error_line(
+    account: dict, tmp_path: Path, override: str, drop: str | None, message: str
+) -> None:
     env: dict[str, str | None] = {**account}
     if drop == "AWS_SECRET_ACCESS_KEY":  # no credentials anywhere
         env.update(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None, AWS_SESSION_TOKEN=None)
@@ -245,30 +314,53 @@ def test_bad_input_is_one_error_line(account: dict, tmp_path: Path, override: st
 
 def test_dry_run_needs_no_credentials_nor_torch(tmp_path: Path) -> None:
     # No credentials, role or bucket; any AWS call would go to a closed local port and fail.
-    env = clean_env(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-                    AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL="http://127.0.0.1:9")
-    args = ["instance=p4d_24xlarge", "optimizer=sgd", "sagemaker.region=eu-west-1",
-            "launch.dry_run=true", f"hydra.run.dir={tmp_path}"]
-    result = subprocess.run([sys.executable, "-c", NO_TORCH, *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = clean_env(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+    )
+    args = [
+        "instance=p4d_24xlarge",
+        "optimizer=sgd",
+        "sagemaker.region=eu-west-1",
+        "launch.dry_run=true",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     request = json.loads((tmp_path / "request.json").read_text())
-    printed = result.stdout[result.stdout.index("{\n"):result.stdout.index("\n}\n") + 2]
+    printed = result.stdout[result.stdout.index("{\n") : result.stdout.index("\n}\n") + 2]
     assert json.loads(printed) == request
     assert request["AlgorithmSpecification"]["TrainingImage"].startswith(
-        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.8-gpu")
+        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.8-gpu"
+    )
     assert request["ResourceConfig"]["InstanceType"] == "ml.p4d.24xlarge"
     assert request["Distribution"] == {"Torchrun": {"ProcessCountPerNode": 8, "Nodes": 1}}
     assert request["HyperParameters"]["optimizer"] == "sgd"
     assert request["HyperParameters"]["trainer__batch_size"] == "16"
     assert len(request["AlgorithmSpecification"]["MetricDefinitions"]) <= 40
     assert {"InputDataConfig", "OutputDataConfig", "CheckpointConfig", "StoppingCondition"} <= set(
-        request)
+        request
+    )
     assert "sagemaker.role is not set" in result.stdout + result.stderr
     assert (tmp_path / "sourcedir.tar.gz").exists()
 
-    helped = subprocess.run([sys.executable, "-c", NO_TORCH, "--help"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    helped = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert helped.returncode == 0 and "instance: " in helped.stdout
 
 
@@ -280,7 +372,8 @@ def test_metric_definitions_match_the_lines_train_py_prints() -> None:
     regexes = {m["Name"]: re.compile(m["Regex"]) for m in metric_definitions()}
     line = "[2025-01-01 10:00:00,000][socal.engine][INFO] - {}={}"
     assert float(regexes["val_loss"].search(line.format("val_loss", "0.786832")).group(1)) == (
-        0.786832)
+        0.786832
+    )
     assert regexes["val_loss"].search(line.format("train_loss", "0.5")) is None
     assert float(regexes["lr"].search(line.format("lr", "5e-05")).group(1)) == 5e-05
     assert regexes["lr"].search(line.format("val_loss", "1")) is None

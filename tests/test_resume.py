@@ -155,8 +155,17 @@ def test_torchrun_two_cpu_processes(tmp_path: Path, data_root: Path) -> None:
         str(REPO / "train.py"), f"hydra.run.dir={run_dir}", f"data.root={data_root}", *TINY,
         "trainer.epochs=2",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # Its own session, so that a hang kills torchrun's workers too, not only torchrun.
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output = proc.communicate(timeout=600)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output[-3000:]
     split = pd.read_csv(run_dir / "split.csv")
     predictions = pd.read_csv(run_dir / "predictions.csv")
     test = predictions[predictions.subset == "test"]

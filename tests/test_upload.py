@@ -23,14 +23,20 @@ def socal_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _keys(bucket: str, prefix: str) -> dict[str, int]:
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket,
-                                                                         Prefix=prefix)
+    pages = (
+        boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
     return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "socal.upload", *args, "--no-progress"],
-                          cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "socal.upload", *args, "--no-progress"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_upload_is_idempotent_and_complete(socal_folder: Path, bucket: str, aws: dict) -> None:
@@ -52,8 +58,12 @@ def test_upload_is_idempotent_and_complete(socal_folder: Path, bucket: str, aws:
     # A file whose size differs (or is missing remotely) is uploaded again, and only it.
     boto3.client("s3").delete_object(Bucket=bucket, Key="socal/data/socal_trial_outcomes.csv")
     counts = upload(socal_folder, uri, workers=4, progress=False)
-    assert counts == {"files": len(files), "uploaded": 1, "skipped": len(files) - 1,
-                      "remote": len(files)}
+    assert counts == {
+        "files": len(files),
+        "uploaded": 1,
+        "skipped": len(files) - 1,
+        "remote": len(files),
+    }
 
 
 def test_upload_refuses_bad_input(tmp_path: Path, socal_folder: Path, aws: dict) -> None:
