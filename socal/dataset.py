@@ -53,8 +53,8 @@ class ClipDataset(Dataset):
         self._epoch = multiprocessing.RawValue("q", 0)
         self.augment = data.augment if train and data.augment.enabled else None
         self.cache = None
-        if CacheMode(getattr(data, "cache", CacheMode.auto)) is CacheMode.auto:
-            cache_dir = getattr(data, "cache_dir", None) or default_dir(data.root)
+        if CacheMode(data.cache) is CacheMode.auto:
+            cache_dir = data.cache_dir or default_dir(data.root)
             self.cache = open_cache(trials, data.window, image_size, Path(cache_dir))
 
     @property
@@ -106,6 +106,5 @@ class ClipDataset(Dataset):
             workers = max(1, (cores or os.cpu_count() or 2) // max(per_node, 1) - 1)
         settings: dict = {"num_workers": workers, "pin_memory": torch.cuda.is_available()}
         if workers > 0:
-            prefetch = int(getattr(trainer, "prefetch_factor", 4))
-            settings |= {"persistent_workers": True, "prefetch_factor": prefetch}
+            settings |= {"persistent_workers": True, "prefetch_factor": trainer.prefetch_factor}
         return settings

@@ -1,12 +1,10 @@
-"""Clip transforms: one random draw per clip, applied to all of its frames.
+"""Clip augmentation: one random draw per clip, applied to all of its frames.
 
-Clips are ``(T, C, H, W)`` uint8 video tensors; torchvision.transforms.v2 draws the flip, crop
-and colour parameters once per call, so every frame of a clip gets the same ones.
-
-The training loader splits the same augmentation in two: ``draw_params`` draws a clip's
-parameters from its own seeded generator and ``crop_clip`` crops it in uint8 in the loader worker
+Clips are ``(T, C, H, W)`` uint8 video tensors. The work is split in two: ``draw_params`` draws
+a clip's parameters (random resized crop, flip, colour jitter, with torchvision's distributions)
+from the clip's own seeded generator and ``crop_clip`` crops it in uint8 in the loader worker
 (the resize shrinks what crosses to the device); ``finish_clips`` then flips, colour-jitters and
-normalises a whole uint8 batch on the training device, where the float work is cheap.
+normalises a whole uint8 batch on the training device with torchvision.transforms.v2's kernels.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from socal.config import AugmentConfig, Normalization
@@ -31,31 +28,6 @@ MEAN_STD: dict[Normalization, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 
-def clip_transform(
-    size: int, normalization: Normalization, augment: AugmentConfig | None
-) -> v2.Compose:
-    """Frames resized to ``size`` on the short side -> normalised float clip of ``size`` square.
-
-    ``augment=None`` gives the deterministic evaluation transform (centre crop).
-    """
-    mean, std = MEAN_STD[Normalization(normalization)]
-    if augment is None or not augment.enabled:
-        spatial = [v2.CenterCrop(size)]
-    else:
-        spatial = [
-            v2.RandomResizedCrop(size, scale=(augment.crop_scale_min, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(augment.hflip),
-            v2.ColorJitter(
-                brightness=augment.brightness,
-                contrast=augment.contrast,
-                saturation=augment.saturation,
-                hue=augment.hue,
-            ),
-        ]
-    return v2.Compose([*spatial, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-
-
-# -- split augmentation: parameters drawn per clip in the loader, pixels finished on the device --
 @dataclass(frozen=True)
 class ClipParams:
     """One clip's random draw: crop box ``(top, left, height, width)``, flip, colour jitter.
@@ -73,7 +45,7 @@ class ClipParams:
 def draw_params(
     rng: np.random.Generator, augment: AugmentConfig | None, height: int, width: int, size: int
 ) -> ClipParams:
-    """Draw a clip's augmentation from ``rng`` (same distributions as ``clip_transform``).
+    """Draw a clip's augmentation from ``rng`` (torchvision's RandomResizedCrop / ColorJitter).
 
     Without augmentation: the centre ``size`` square, nothing random.
     """
@@ -139,7 +111,7 @@ def finish_clips(pixels: torch.Tensor, augment: dict[str, torch.Tensor]) -> torc
     """uint8 ``(B, T, C, H, W)`` -> normalised float, on the device ``pixels`` is on.
 
     Flip and colour jitter use each clip's drawn ``params_tensors`` (nothing random here): the
-    same torchvision kernels as ``clip_transform``, on all frames of a clip at once.
+    torchvision kernels v2.ColorJitter uses, on all frames of a clip at once.
     """
     # One memory layout whatever the loader's collate gave, so results never depend on it.
     x = pixels.to(torch.float32, memory_format=torch.contiguous_format).div_(255)

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torchvision.transforms import v2
 
-from socal.config import register
+from socal.config import AugmentConfig, Normalization, register
 from socal.synthetic import SyntheticSpec, ensure_synthetic
+from socal.transforms import MEAN_STD
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
@@ -64,3 +67,28 @@ def run_train(
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def reference_transform(
+    size: int, normalization: Normalization, augment: AugmentConfig | None
+) -> v2.Compose:
+    """The textbook torchvision.transforms.v2 pipeline socal's split augmentation must match.
+
+    Frames at ``size`` on the short side -> normalised float clip of ``size`` square;
+    ``augment=None`` is the deterministic evaluation transform (centre crop).
+    """
+    mean, std = MEAN_STD[Normalization(normalization)]
+    if augment is None or not augment.enabled:
+        spatial = [v2.CenterCrop(size)]
+    else:
+        spatial = [
+            v2.RandomResizedCrop(size, scale=(augment.crop_scale_min, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(augment.hflip),
+            v2.ColorJitter(
+                brightness=augment.brightness,
+                contrast=augment.contrast,
+                saturation=augment.saturation,
+                hue=augment.hue,
+            ),
+        ]
+    return v2.Compose([*spatial, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])

@@ -10,13 +10,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
-from torchvision import tv_tensors
+from torch.utils.data import default_collate
 
 from socal.clips import clip_positions
 from socal.config import AugmentConfig, DataConfig, Normalization, WindowConfig
 from socal.dataset import ClipDataset
 from socal.index import Trial
-from socal.transforms import clip_transform
+from socal.transforms import finish_clips
 
 
 def test_positions_are_spread_over_the_window_not_the_trial() -> None:
@@ -84,29 +84,38 @@ def test_training_clips_are_reproducible_per_epoch_and_index(tmp_path: Path) -> 
     assert not torch.equal(one[0]["pixel_values"], two[0]["pixel_values"])
 
 
-def test_augmentation_draws_once_per_clip() -> None:
+def _finished(dataset: ClipDataset, index: int = 0) -> torch.Tensor:
+    """The clip as the model sees it: the loader's sample through the engine's finish_clips."""
+    sample = default_collate([dataset[index]])
+    return finish_clips(sample["pixel_values"], sample["augment"])[0]
+
+
+def test_augmentation_draws_once_per_clip(tmp_path: Path) -> None:
     """Identical frames in, identical frames out: flip, crop and colour are shared by the clip."""
-    augment = AugmentConfig(hflip=0.5, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
-    transform = clip_transform(32, Normalization.imagenet, augment)
-    frame = torch.randint(0, 255, (3, 40, 60), dtype=torch.uint8)
-
+    frames = _write_frames(tmp_path / "t", [37] * 70)
+    data = _data_config(start_s=0, length_s=60, jitter=True)
+    data.augment = AugmentConfig(hflip=0.5, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+    dataset = ClipDataset([Trial("S1T1", "1", 1.0, frames)], data, 32, train=True, seed=0)
     outputs = []
-    for seed in range(8):
-        torch.manual_seed(seed)
-        clip = transform(tv_tensors.Video(frame.expand(6, -1, -1, -1).clone()))
-        assert clip.shape == (6, 3, 32, 32)
-        assert all(torch.equal(clip[0], clip[i]) for i in range(1, 6))
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
+        clip = _finished(dataset)
+        assert clip.shape == (8, 3, 32, 32)
+        assert all(torch.equal(clip[0], clip[i]) for i in range(1, 8))
         outputs.append(clip[0])
-    assert not all(torch.equal(outputs[0], o) for o in outputs[1:])  # it is random per clip
+    assert not all(torch.equal(outputs[0], o) for o in outputs[1:])  # random per clip
 
 
-def test_evaluation_transform_is_deterministic_and_normalised() -> None:
-    transform = clip_transform(32, Normalization.socal, None)
-    clip = torch.full((4, 3, 32, 48), 255, dtype=torch.uint8)
-    out = transform(clip)
-    assert torch.equal(out, transform(clip))
-    expected = (1 - 0.321) / 0.352
-    assert torch.allclose(out[:, 0], torch.full_like(out[:, 0], expected), atol=1e-4)
+def test_evaluation_clips_are_deterministic_and_normalised(tmp_path: Path) -> None:
+    frames = _write_frames(tmp_path / "t", list(range(70)))
+    data = _data_config(start_s=0, length_s=60, jitter=True)
+    data.normalization = Normalization.socal
+    dataset = ClipDataset([Trial("S1T1", "1", 1.0, frames)], data, 32, train=False, seed=0)
+    first = _finished(dataset)
+    dataset.set_epoch(3)
+    assert torch.equal(first, _finished(dataset))
+    raw = dataset[0]["pixel_values"][:, 0].float() / 255  # red channel, before normalising
+    assert torch.allclose(first[:, 0], (raw - 0.321) / 0.352, atol=1e-5)
 
 
 def test_a_frame_that_fails_to_decode_uses_its_neighbour(tmp_path: Path) -> None:

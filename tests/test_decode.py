@@ -12,7 +12,9 @@ from PIL import Image
 import socal.decode
 from socal.config import AugmentConfig, Normalization
 from socal.decode import decode_clip, decode_scaled, decode_with_fallback, short_side_size
-from socal.transforms import clip_transform, crop_clip, draw_params, finish_clips, params_tensors
+from socal.transforms import crop_clip, draw_params, finish_clips, params_tensors
+
+from support import reference_transform
 
 # A decode is "equal to the reference" (full PIL decode, then PIL's antialiased bilinear resize)
 # when it differs by at most this many levels of 255 on average and at the 99th percentile.
@@ -86,12 +88,12 @@ def test_a_damaged_frame_decodes_as_its_nearest_neighbour(frames: list[Path], tm
 
 
 def test_eval_path_equals_the_cpu_transform() -> None:
-    """Centre crop in the loader + finish_clips on the device == clip_transform, no augment."""
+    """Centre crop in the loader + finish_clips on the device == torchvision's, no augment."""
     clip = torch.randint(0, 256, (4, 3, 40, 71), dtype=torch.uint8)
     params = draw_params(np.random.default_rng(0), None, 40, 71, 32)
     batch = crop_clip(clip, params, 32)[None]
     tensors = {k: v[None] for k, v in params_tensors(params, Normalization.socal).items()}
-    expected = clip_transform(32, Normalization.socal, None)(clip)
+    expected = reference_transform(32, Normalization.socal, None)(clip)
     assert torch.allclose(finish_clips(batch, tensors)[0], expected, atol=1e-5)
 
 

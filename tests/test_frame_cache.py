@@ -15,7 +15,7 @@ from test_decode import assert_close_to_reference, reference_frame
 from torch.utils.data import DataLoader
 
 from socal import prepare as prepare_cli
-from socal.config import CacheMode, DataConfig, WindowConfig
+from socal.config import CacheMode, DataConfig, TrainerConfig, WindowConfig
 from socal.dataset import ClipDataset
 from socal.errors import UserError
 from socal.frame_cache import default_dir, frame_range, prepare, variant_name
@@ -163,7 +163,7 @@ def test_prepare_command_builds_what_training_uses(root: Path) -> None:
 def test_epochs_reach_persistent_workers(root: Path) -> None:
     trials, _ = build(root)
     dataset = ClipDataset(trials, data_config(root), SIZE, train=True, seed=3)
-    settings = ClipDataset.loader_settings(OmegaConf.create({"num_workers": 1}))
+    settings = ClipDataset.loader_settings(OmegaConf.structured(TrainerConfig(num_workers=1)))
     assert settings["persistent_workers"] and settings["num_workers"] == 1
     loader = DataLoader(dataset, batch_size=len(trials), **settings)
     for epoch in (0, 1):
@@ -172,8 +172,8 @@ def test_epochs_reach_persistent_workers(root: Path) -> None:
         expected = clips(trials, data_config(root), train=True, epoch=epoch)
         assert all(torch.equal(batch["pixel_values"][i], e["pixel_values"])
                    for i, e in enumerate(expected))  # fmt: skip
-    auto = ClipDataset.loader_settings(OmegaConf.create({"num_workers": -1}))
+    auto = ClipDataset.loader_settings(OmegaConf.structured(TrainerConfig(num_workers=-1)))
     assert auto["num_workers"] >= 1
-    assert ClipDataset.loader_settings(OmegaConf.create({"num_workers": 0})) == {
+    assert ClipDataset.loader_settings(OmegaConf.structured(TrainerConfig(num_workers=0))) == {
         "num_workers": 0, "pin_memory": torch.cuda.is_available()
     }  # fmt: skip
