@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import sys
 from pathlib import Path
 
 import hydra
@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> float:
     with exit_on_user_error(), container.report_failure():
         metrics = run(cfg, run_dir)
         if metrics is None:  # stopped by SIGTERM / Ctrl-C after saving a checkpoint
-            return math.nan
+            sys.exit(0)  # and a sweep stops too, rather than starting its next job
         container.publish(cfg, run_dir)  # SageMaker only: model, config, metrics -> SM_MODEL_DIR
     return metrics["test"][HEADLINE[metrics["task"]]]
 

@@ -42,6 +42,15 @@ def save_last(state: dict, directory: Path) -> None:
     os.replace(tmp, directory / LAST)
 
 
+def clear(directory: Path) -> None:
+    """``trainer.resume=false``: remove what an earlier run left, so nothing of it is reused."""
+    old = [directory / name for name in (LAST, PREVIOUS, BEST) if (directory / name).exists()]
+    if old:
+        log.warning("trainer.resume=false: removing %s", ", ".join(str(p) for p in old))
+    for path in old:
+        path.unlink()
+
+
 def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 

@@ -91,7 +91,7 @@ class ClipDataset(Dataset):
         return decode_clip(trial.frames, positions, self.image_size)
 
     @staticmethod
-    def loader_settings(trainer: DictConfig) -> dict:
+    def loader_settings(trainer: DictConfig, persistent: bool = True) -> dict:
         """DataLoader keyword arguments: workers, pinning, persistence, prefetch.
 
         ``trainer.num_workers=-1`` shares the cores this process may use among the training
@@ -106,5 +106,8 @@ class ClipDataset(Dataset):
             workers = max(1, (cores or os.cpu_count() or 2) // max(per_node, 1) - 1)
         settings: dict = {"num_workers": workers, "pin_memory": torch.cuda.is_available()}
         if workers > 0:
-            settings |= {"persistent_workers": True, "prefetch_factor": trainer.prefetch_factor}
+            settings |= {
+                "persistent_workers": persistent,
+                "prefetch_factor": trainer.prefetch_factor,
+            }
         return settings

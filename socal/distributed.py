@@ -38,9 +38,12 @@ def init(device: torch.device) -> Dist:
         return Dist()
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":  # object collectives use the current device: one GPU per rank
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def all_gather(obj: Any, dist_info: Dist) -> list[Any]:

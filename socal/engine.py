@@ -23,9 +23,11 @@ from tqdm import tqdm
 from socal import checkpoint
 from socal.config import Precision
 from socal.distributed import Dist, all_gather, barrier
+from socal.errors import UserError
 from socal.interrupt import StopSignal
 from socal.metrics import task_metrics
-from socal.runtime import autocast
+from socal.runtime import autocast, rng_state, set_rng_state
+from socal.transforms import finish_clips
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +107,15 @@ class Engine:
             "epoch": self.epoch,
             "step": self.step,
             "batches_done": self.batches_done,
-            "loss_sum": self.loss_sum,
-            "loss_count": self.loss_count,
             "best": self.best,
             "bad_epochs": self.bad_epochs,
             "stopped": self.stopped,
             "history": self.history,
-            "rng": all_gather(torch.get_rng_state(), self.dist),
+            # What differs between ranks: their RNGs and their share of the epoch's loss.
+            "ranks": all_gather(
+                {"rng": rng_state(), "loss_sum": self.loss_sum, "loss_count": self.loss_count},
+                self.dist,
+            ),
             "config": self.config,
         }
 
@@ -121,12 +125,20 @@ class Engine:
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        for key in ("epoch", "step", "batches_done", "loss_sum", "loss_count", "best"):
+        ranks = state["ranks"]
+        if len(ranks) != self.dist.world_size:
+            raise UserError(
+                f"{self.checkpoint_dir} was written by {len(ranks)} training process(es), this "
+                f"run has {self.dist.world_size}: the batch per step and the data shards differ; "
+                "resume with the same count, or trainer.resume=false to start fresh"
+            )
+        for key in ("epoch", "step", "batches_done", "best"):
             setattr(self, key, state[key])
+        mine = ranks[self.dist.rank]
+        self.loss_sum, self.loss_count = mine["loss_sum"], mine["loss_count"]
         self.bad_epochs, self.stopped = state["bad_epochs"], state["stopped"]
         self.history = state["history"]
-        rng = state["rng"]
-        torch.set_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
+        set_rng_state(mine["rng"])
 
     def save(self) -> None:
         state = self.state_dict()  # every rank takes part in gathering the RNG states
@@ -152,8 +164,6 @@ class Engine:
         return out * self.target_std + self.target_mean
 
     def _forward(self, batch: dict) -> torch.Tensor:
-        from socal.transforms import finish_clips  # local: keeps this edit inside _forward
-
         pixels = batch["pixel_values"].to(self.device, non_blocking=True)
         if pixels.dtype == torch.uint8:  # ClipDataset's clips: augment + normalise on the device
             pixels = finish_clips(pixels, batch["augment"])
@@ -181,6 +191,11 @@ class Engine:
         for batch in bar:
             labels = batch["label"].to(self.device, dtype=torch.float32)
             loss = self._loss(self._forward(batch), labels).mean()
+            if not torch.isfinite(loss):
+                raise UserError(
+                    f"training diverged: the loss is {loss.item()} at epoch {self.epoch + 1} "
+                    f"step {self.batches_done + 1}; lower optimizer.lr or set trainer.grad_clip"
+                )
             self.scaler.scale(loss / accum).backward()
             self.batches_done += 1
             self.loss_sum += loss.item() * len(labels)
@@ -290,5 +305,10 @@ class Engine:
             )
 
     def load_best(self) -> None:
+        """The best epoch's weights; the last ones if no epoch ever improved the monitor."""
         barrier(self.dist)
-        self.module.load_state_dict(checkpoint.load(self.checkpoint_dir / checkpoint.BEST))
+        best = self.checkpoint_dir / checkpoint.BEST
+        if best.exists():
+            self.module.load_state_dict(checkpoint.load(best))
+        else:
+            log.warning("%s never improved (no best.pt): testing the last weights", self.monitor)

@@ -71,7 +71,8 @@ def read_outcomes(root: Path, target: str) -> pd.DataFrame:
             f"{path} not found: data.root must be a SOCAL folder holding {OUTCOMES_CSV} "
             f"and {FRAMES_DIR}/ (or use data=synthetic)"
         )
-    table = pd.read_csv(path, dtype={"trial_id": str}, na_values=["NA"])
+    # participant_id as text: the real CSV has ids like 314c next to 101.
+    table = pd.read_csv(path, dtype={"trial_id": str, "participant_id": str}, na_values=["NA"])
     missing = [c for c in ("trial_id", target) if c not in table.columns]
     if missing:
         raise UserError(
@@ -180,7 +181,7 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
         participant = (
             outcomes.at[trial_id, "participant_id"] if "participant_id" in outcomes else None
         )
-        participant = participant_of(trial_id) if pd.isna(participant) else str(int(participant))
+        participant = participant_of(trial_id) if pd.isna(participant) else participant.strip()
         trials.append(Trial(trial_id, participant, float(label), tuple(paths)))
     if not trials:
         raise UserError(f"no trial in {root} has both frames and a valid '{target}' outcome")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from types import FrameType
@@ -16,6 +17,7 @@ class StopSignal:
 
     def __init__(self) -> None:
         self.received: Optional[str] = None
+        self.pid = os.getpid()
 
     def install(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
@@ -24,6 +26,8 @@ class StopSignal:
         return self
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if os.getpid() != self.pid:  # a data-loader worker inherited the handler: not its job
+            return
         self.received = signal.Signals(signum).name
         signal.signal(signum, signal.SIG_DFL)
         log.warning(

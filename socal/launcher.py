@@ -128,15 +128,9 @@ def local_data(cfg: DictConfig) -> Path:
             "instance=local reads data.root: set data.root=/path/to/SOCAL "
             "(or use data=synthetic / experiment=demo)"
         )
-    root = Path(cfg.data.root).expanduser().resolve()
-    if cfg.data.synthetic is not None:
-        from socal.synthetic import SyntheticSpec, ensure_synthetic
+    from socal.synthetic import data_root
 
-        spec = SyntheticSpec(**OmegaConf.to_container(cfg.data.synthetic))
-        try:
-            ensure_synthetic(root, spec, progress=False)
-        except ValueError as err:
-            raise UserError(str(err)) from err
-    elif not root.is_dir():
+    root = data_root(cfg.data, progress=False).resolve()
+    if not root.is_dir():
         raise UserError(f"data.root={root} is not a folder")
     return root

@@ -17,6 +17,7 @@ from socal.check import checked_trials
 from socal.config import ModelConfig, compose_train
 from socal.errors import exit_on_user_error
 from socal.frame_cache import default_dir, prepare, variant_name
+from socal.synthetic import data_root
 
 log = logging.getLogger("socal.prepare")
 
@@ -39,9 +40,7 @@ def model_image_size(model: ModelConfig) -> int:
 
 def run(cfg: DictConfig, progress: bool = True) -> Path:
     """Prepare the cache a training run of ``cfg`` will use; returns its directory."""
-    from socal.run import prepare_data  # generates data=synthetic on first use
-
-    root = prepare_data(cfg)
+    root = data_root(cfg.data, progress=progress)
     trials = checked_trials(root, cfg.data.target.value)
     size = model_image_size(cfg.model)
     cache_dir = Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else default_dir(root)

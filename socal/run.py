@@ -28,7 +28,7 @@ from socal.optim import build_optimizer, build_scheduler
 from socal.runtime import resolve_device, resolve_precision, seed_everything
 from socal.sampling import EpochSampler
 from socal.splits import split_table, split_trials
-from socal.synthetic import SyntheticSpec, ensure_synthetic
+from socal.synthetic import data_root
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,8 @@ MONITORS = {
 }
 
 
-def prepare_data(cfg: DictConfig) -> Path:
-    """The data folder, generating the synthetic one on first use (``data=synthetic``)."""
-    root = Path(cfg.data.root).expanduser()
-    if cfg.data.synthetic is not None:
-        spec = SyntheticSpec(**OmegaConf.to_container(cfg.data.synthetic))
-        try:
-            ensure_synthetic(root, spec, progress=cfg.trainer.progress)
-        except ValueError as err:
-            raise UserError(str(err)) from err
-    return root
+def task_of(cfg: DictConfig) -> str:
+    return "classification" if cfg.data.target is Target.success else "regression"
 
 
 def check_settings(cfg: DictConfig, task: str) -> Precision:
@@ -65,6 +57,10 @@ def check_settings(cfg: DictConfig, task: str) -> Precision:
         raise UserError(
             f"trainer.precision={cfg.trainer.precision} is not one of {choices}"
         ) from None
+    if cfg.trainer.epochs < 1 or cfg.trainer.batch_size < 1 or cfg.trainer.grad_accum_steps < 1:
+        raise UserError(
+            "trainer.epochs, trainer.batch_size and trainer.grad_accum_steps must be >= 1"
+        )
     if cfg.trainer.early_stopping.metric not in MONITORS[task]:
         raise UserError(
             f"trainer.early_stopping.metric={cfg.trainer.early_stopping.metric} is not one of "
@@ -80,7 +76,7 @@ def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) ->
         batch_size=cfg.trainer.batch_size,
         sampler=sampler,
         generator=torch.Generator(),
-        **ClipDataset.loader_settings(cfg.trainer),
+        **ClipDataset.loader_settings(cfg.trainer, persistent=shuffle),
     )
 
 
@@ -102,7 +98,7 @@ def _predictions_table(subset: str, trials: list[Trial], result: Predictions, ta
 def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Trial]]:
     """Index the folder (generating synthetic data once), check it, split it, save split.csv."""
     if dist.is_main:
-        prepare_data(cfg)
+        data_root(cfg.data, progress=cfg.trainer.progress)
     distributed.barrier(dist)
     trials = checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
     subsets = split_trials(trials, cfg.split, regression=cfg.data.target is Target.blood_loss)
@@ -110,6 +106,16 @@ def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Tr
         split_table(subsets).to_csv(run_dir / "split.csv", index=False)
     sizes = ", ".join(f"{name} {len(trials)} trials" for name, trials in subsets.items())
     log.info("split=%s: %s", cfg.split.strategy.value, sizes)
+    window = cfg.data.window
+    if window.length_s is not None:
+        end = window.start_s + window.length_s
+        padded = {name: sum(t.n_frames < end for t in subset) for name, subset in subsets.items()}
+        if any(padded.values()):
+            log.warning(
+                "trials shorter than the %d s window are padded with their last frame (%s): "
+                "on SOCAL short videos are successes, so a model can learn the padding",
+                end, ", ".join(f"{name} {n}" for name, n in padded.items()),
+            )  # fmt: skip
     return subsets
 
 
@@ -117,7 +123,7 @@ def build_engine(
     cfg: DictConfig, subsets: dict, run_dir: Path, dist: Dist, stop: StopSignal
 ) -> tuple[Engine, dict[str, DataLoader]]:
     """Model, data loaders, optimizer and scheduler; resumed from a checkpoint when one fits."""
-    task = "classification" if cfg.data.target is Target.success else "regression"
+    task = task_of(cfg)
     device = resolve_device(cfg.trainer.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
@@ -143,6 +149,9 @@ def build_engine(
         model, optimizer, scheduler, cfg.trainer, device, precision, task, scale,
         checkpoint_dir, semantic_config(cfg), dist, stop,
     )  # fmt: skip
+    if not cfg.trainer.resume and dist.is_main:
+        checkpoint.clear(checkpoint_dir)
+    distributed.barrier(dist)
     if cfg.trainer.resume and (state := checkpoint.find_resumable(checkpoint_dir, engine.config)):
         engine.load_state_dict(state)
         log.info(
@@ -184,8 +193,7 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
 
 def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     """Train and test one config into ``run_dir``; None when a signal stopped it (resumable)."""
-    task = "classification" if cfg.data.target is Target.success else "regression"
-    check_settings(cfg, task)
+    check_settings(cfg, task_of(cfg))
     dist = distributed.init(resolve_device(cfg.trainer.device))
     if not dist.is_main:
         logging.getLogger().setLevel(logging.WARNING)

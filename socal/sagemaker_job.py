@@ -293,7 +293,7 @@ def plan(
         data_uri=data_uri,
         input_mode=sm.input_mode.value,
         output_uri=_s3(sm.output_uri, "sagemaker.output_uri") or f"{root}/output",
-        checkpoint_uri=f"{checkpoints}/{sm.base_job_name}-{fp}",
+        checkpoint_uri=f"{checkpoints}/{base}-{fp}",  # a sweep job: its own folder
         spot=sm.spot,
         max_run=sm.max_run,
         max_wait=max_wait if sm.spot else None,

@@ -22,7 +22,11 @@ class EpochSampler(Sampler[int]):
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
+        """Start ``epoch`` after the first ``start`` samples of this rank's shard."""
+        self.epoch, self.start = epoch, min(start, self._shard_size())
+
+    def _shard_size(self) -> int:
+        return -(-self.size // self.world_size)
 
     def _shard(self) -> list[int]:
         if self.shuffle:
@@ -38,4 +42,4 @@ class EpochSampler(Sampler[int]):
         return iter(self._shard()[self.start :])
 
     def __len__(self) -> int:
-        return -(-self.size // self.world_size) - self.start
+        return self._shard_size() - self.start

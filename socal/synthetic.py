@@ -19,10 +19,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from socal.errors import UserError
 
 MARKER = ".socal-synthetic.json"
 SIGNAL_FRAMES = 60
@@ -249,6 +252,18 @@ def ensure_synthetic(root: Path, spec: SyntheticSpec, progress: bool = True) -> 
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def data_root(data: Any, progress: bool = True) -> Path:
+    """``data.root``, generated first when the config asks for it (``data=synthetic``)."""
+    root = Path(data.root).expanduser()
+    if data.synthetic is not None:
+        spec = SyntheticSpec(**{k: data.synthetic[k] for k in data.synthetic})
+        try:
+            ensure_synthetic(root, spec, progress=progress)
+        except ValueError as err:
+            raise UserError(str(err)) from err
     return root
 
 

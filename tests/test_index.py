@@ -59,6 +59,20 @@ def test_jpg_extension_and_participants_from_csv(tmp_path: Path) -> None:
     assert all(t.trial_id.startswith(f"S{t.participant}T") for t in trials)
 
 
+def test_participant_ids_are_text(folder: Path, tmp_path: Path) -> None:
+    """The real CSV has ids like 314c; a missing id falls back to the trial id's."""
+    root = tmp_path / "ids"
+    shutil.copytree(folder, root)
+    outcomes = pd.read_csv(root / OUTCOMES_CSV, dtype=str, keep_default_na=False)
+    first, second = sorted(_with_outcome(folder))[:2]
+    outcomes.loc[outcomes.trial_id == first, "participant_id"] = "314c"
+    outcomes.loc[outcomes.trial_id == second, "participant_id"] = "NA"
+    outcomes.to_csv(root / OUTCOMES_CSV, index=False)
+    participants = {t.trial_id: t.participant for t in index_folder(root)[0]}
+    assert participants[first] == "314c"
+    assert participants[second] == second[1:].split("T")[0]
+
+
 def test_data_problems_are_reported_with_their_counts(folder: Path, tmp_path: Path) -> None:
     root = tmp_path / "broken"
     shutil.copytree(folder, root)

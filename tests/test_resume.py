@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +14,12 @@ import pandas as pd
 import pytest
 
 from socal.checkpoint import LAST, PREVIOUS, load
+from socal.distributed import Dist
+from socal.engine import Engine
+from socal.interrupt import StopSignal
+from socal.run import build_engine, load_trials
 
-from support import REPO, TINY, read_metrics, run_train, synthetic_folder
+from support import REPO, TINY, compose_train, read_metrics, run_train, synthetic_folder
 
 pytestmark = pytest.mark.slow
 
@@ -136,15 +141,53 @@ def test_no_readable_checkpoint_starts_fresh_with_a_warning(
 def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(
     tmp_path: Path, data_root: Path, reference: Path
 ) -> None:
-    proc = run_train(reference, [*overrides(data_root), "optimizer.lr=0.5"], check=False)
+    checkpoints = tmp_path / "ck"
+    shutil.copytree(reference / "checkpoints", checkpoints)
+    other = [*overrides(data_root), "optimizer.lr=0.5", f"trainer.checkpoint_dir={checkpoints}"]
+    proc = run_train(tmp_path / "refused", other, check=False)
     assert proc.returncode == 2
     assert "optimizer.lr: 0.001 -> 0.5" in proc.stdout
-    fresh = run_train(
-        tmp_path / "fresh",
-        [*overrides(data_root), "optimizer.lr=0.5", "trainer.epochs=1",
-         f"trainer.checkpoint_dir={reference / 'checkpoints'}", "trainer.resume=false"],
-    )  # fmt: skip
-    assert "resuming" not in fresh.stdout
+    fresh = run_train(tmp_path / "fresh", [*other, "trainer.epochs=1", "trainer.resume=false"])
+    assert "trainer.resume=false: removing" in fresh.stdout and "resuming" not in fresh.stdout
+    assert load(checkpoints / LAST)["epoch"] == 1
+    assert all(
+        load(checkpoints / name)["config"]["optimizer"]["lr"] == 0.5 for name in (LAST, PREVIOUS)
+    )
+
+
+def test_interrupted_on_the_last_step_of_an_epoch_resumes_exactly(tmp_path: Path, data_root: Path):
+    """A batch size that does not divide the epoch, and a stop on its very last step."""
+    cfg = compose_train([f"data.root={data_root}", *TINY, "trainer.batch_size=5",
+                         "trainer.epochs=3", "trainer.early_stopping.patience=10"])  # fmt: skip
+
+    class StopAtEpochEnd(StopSignal):
+        """SIGTERM arriving during the last step of the first epoch."""
+
+        engine: Engine | None = None
+
+        def __bool__(self) -> bool:
+            engine = self.engine
+            done = engine is not None and engine.epoch == 0
+            return done and engine.batches_done == len(engine_loaders["train"])
+
+    def fit(run_dir: Path, stop: StopSignal) -> Engine:
+        subsets = load_trials(cfg, run_dir, Dist())
+        engine, loaders = build_engine(cfg, subsets, run_dir, Dist(), stop)
+        engine_loaders.update(loaders)
+        stop.engine = engine
+        engine.fit(loaders["train"], loaders["val"])
+        return engine
+
+    engine_loaders: dict = {}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    stop = StopAtEpochEnd()
+    interrupted = fit(tmp_path / "a", stop)
+    assert interrupted.interrupted and interrupted.epoch == 0
+    assert len(engine_loaders["train"].dataset) % 5, "the batch size must not divide the epoch"
+    resumed = fit(tmp_path / "a", StopSignal())
+    uninterrupted = fit(tmp_path / "b", StopSignal())
+    assert resumed.history == uninterrupted.history and len(resumed.history) == 3
 
 
 def test_torchrun_two_cpu_processes(tmp_path: Path, data_root: Path) -> None:
@@ -175,3 +218,8 @@ def test_torchrun_two_cpu_processes(tmp_path: Path, data_root: Path) -> None:
     assert metrics["n_trials"]["test"] == len(test)
     assert len(pd.read_csv(run_dir / "history.csv")) == 2
     assert (run_dir / "train.log").read_text().count("test_accuracy=") == 1
+    # Its checkpoint holds two ranks' state: one process cannot continue it exactly.
+    alone = run_train(
+        run_dir, [f"data.root={data_root}", *TINY, "trainer.epochs=3"], check=False
+    )  # fmt: skip
+    assert alone.returncode == 2 and "written by 2 training process(es)" in alone.stdout
