@@ -15,7 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from socal import launcher, local_container, sagemaker_job, source_archive
+from socal import launcher, local_container, sagemaker_job, sagemaker_submit, source_archive
 from socal.errors import UserError, exit_on_user_error
 from socal.launch_config import LOCAL_INSTANCE, register
 
@@ -56,9 +56,9 @@ def main(cfg: DictConfig) -> None:
                 raise UserError(f"the local job failed: {run.failure or 'see the log above'}")
             return
         # 3b. SageMaker: credentials and data first, then upload the code and create the job.
-        sagemaker_job.preflight(job, cfg.launch.check_data)
+        sagemaker_submit.preflight(job, cfg.launch.check_data)
         blocking = cfg.launch.wait and where.sweep_index is None  # a sweep never blocks
-        name = sagemaker_job.submit(job, archive, wait=blocking, logs=cfg.launch.logs)
+        name = sagemaker_submit.submit(job, archive, wait=blocking, logs=cfg.launch.logs)
         launcher.record(where, job, name, "submitted")
 
 

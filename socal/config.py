@@ -20,6 +20,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The prepared frame cache's default folder inside data.root (uploaded with the data).
+CACHE_DIR_NAME = ".socal-cache"
 
 # Keys that never change what a run computes: excluded from the config fingerprint, so a resumed
 # run (or one with more data-loader workers) is still "the same config".

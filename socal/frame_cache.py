@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from socal.config import WindowConfig
+from socal.config import CACHE_DIR_NAME, WindowConfig
 from socal.decode import (
     DecodeError,
     decode_scaled,
@@ -41,13 +41,12 @@ from socal.index import Trial
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the decode or the layout changes: every key changes with it
-DIR_NAME = ".socal-cache"
 CHUNK = 32  # frames decoded and resized together while building
 _said_no_cache = False
 
 
 def default_dir(root: str | Path) -> Path:
-    return Path(root).expanduser() / DIR_NAME
+    return Path(root).expanduser() / CACHE_DIR_NAME
 
 
 def variant_name(short_side: int, window: WindowConfig) -> str:

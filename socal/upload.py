@@ -17,6 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from socal.config import CACHE_DIR_NAME
 from socal.errors import UserError, exit_on_user_error
 
 log = logging.getLogger("socal.upload")
@@ -42,11 +43,19 @@ def remote_sizes(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
 
 
 def local_files(folder: Path) -> dict[str, Path]:
-    """Relative POSIX path -> file, hidden files and folders left out."""
+    """Relative POSIX path -> file; hidden files and folders left out, but for the frame cache.
+
+    The cache (``python -m socal.prepare``) travels inside the data, so the instance finds it
+    where ``data.cache=auto`` looks: ``<training channel>/.socal-cache``.
+    """
+
+    def wanted(parts: tuple[str, ...]) -> bool:
+        return not any(p.startswith(".") for p in parts[parts[0] == CACHE_DIR_NAME :])
+
     return {
         p.relative_to(folder).as_posix(): p
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.is_file() and wanted(p.relative_to(folder).parts)
     }
 
 

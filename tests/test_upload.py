@@ -66,6 +66,21 @@ def test_upload_is_idempotent_and_complete(socal_folder: Path, bucket: str, aws:
     }
 
 
+def test_the_frame_cache_travels_with_the_data_and_nothing_else_hidden(tmp_path: Path) -> None:
+    folder = tmp_path / "SOCAL"
+    (folder / ".socal-cache" / "s224-w0-60").mkdir(parents=True)
+    (folder / ".socal-cache" / "s224-w0-60" / "S201T1.0123abcd.npy").write_bytes(b"x")
+    (folder / ".socal-cache" / "s224-w0-60" / ".S201T1.npy.tmp-1").write_bytes(b"partial")
+    (folder / "JPEGImages").mkdir()
+    (folder / "JPEGImages" / ".DS_Store").write_bytes(b"x")
+    (folder / "JPEGImages" / "S201T1_frame_00000001.jpeg").write_bytes(b"x")
+    (folder / ".socal-synthetic.json").write_text("{}")
+    assert set(local_files(folder)) == {
+        ".socal-cache/s224-w0-60/S201T1.0123abcd.npy",
+        "JPEGImages/S201T1_frame_00000001.jpeg",
+    }
+
+
 def test_upload_refuses_bad_input(tmp_path: Path, socal_folder: Path, aws: dict) -> None:
     not_socal = _cli([str(tmp_path), "s3://somewhere/x"], aws)
     assert not_socal.returncode == 2
