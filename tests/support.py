@@ -47,6 +47,17 @@ TINY = [
 ]
 
 
+# A one-epoch CPU job as the launcher tests send it (hyperparameters keep the default lr).
+TINY_JOB = [
+    "model=videomae_tiny",
+    "data.num_frames=8",
+    "trainer.epochs=1",
+    "trainer.batch_size=8",
+    "trainer.num_workers=0",
+    "trainer.device=cpu",
+]
+
+
 def run_train(
     run_dir: Path, overrides: list[str], check: bool = True
 ) -> subprocess.CompletedProcess:

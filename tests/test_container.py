@@ -19,16 +19,10 @@ from socal.errors import UserError
 from socal.launch_config import register
 from socal.synthetic import SyntheticSpec, generate
 
+from support import TINY_JOB
+
 CONF = str(hyperparams.CONF_DIR)
-TINY = [
-    "model=videomae_tiny",
-    "data.num_frames=8",
-    "trainer.epochs=1",
-    "trainer.batch_size=8",
-    "trainer.num_workers=0",
-    "trainer.device=cpu",
-    "trainer.progress=false",
-]
+TINY = [*TINY_JOB, "trainer.progress=false"]
 
 
 def encoded(overrides: list[str]) -> tuple[dict[str, str], dict]:

@@ -19,18 +19,12 @@ from socal.config import semantic_config
 from socal.synthetic import SyntheticSpec, generate
 from socal.upload import upload
 
+from support import TINY_JOB
+
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/socal-test"
 DATA = "sagemaker.data_uri=s3://socal-test-dataset/SOCAL"
-TINY = [
-    DATA,
-    "model=videomae_tiny",
-    "data.num_frames=8",
-    "trainer.epochs=1",
-    "trainer.batch_size=8",
-    "trainer.num_workers=0",
-    "trainer.device=cpu",
-]
+TINY = [DATA, *TINY_JOB]
 NO_TORCH = (
     "import runpy, sys\n"
     "for name in ('torch', 'torchvision', 'transformers'): sys.modules[name] = None\n"
