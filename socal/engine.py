@@ -191,14 +191,15 @@ class Engine:
         for batch in bar:
             labels = batch["label"].to(self.device, dtype=torch.float32)
             loss = self._loss(self._forward(batch), labels).mean()
-            if not torch.isfinite(loss):
+            value = loss.item()
+            if not math.isfinite(value):
                 raise UserError(
-                    f"training diverged: the loss is {loss.item()} at epoch {self.epoch + 1} "
+                    f"training diverged: the loss is {value} at epoch {self.epoch + 1} "
                     f"step {self.batches_done + 1}; lower optimizer.lr or set trainer.grad_clip"
                 )
             self.scaler.scale(loss / accum).backward()
             self.batches_done += 1
-            self.loss_sum += loss.item() * len(labels)
+            self.loss_sum += value * len(labels)
             self.loss_count += len(labels)
             bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}", refresh=False)
             if self.batches_done % accum and self.batches_done != total_batches:

@@ -101,7 +101,7 @@ def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Tr
         data_root(cfg.data, progress=cfg.trainer.progress)
     distributed.barrier(dist)
     trials = checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
-    subsets = split_trials(trials, cfg.split, regression=cfg.data.target is Target.blood_loss)
+    subsets = split_trials(trials, cfg.split, regression=task_of(cfg) == "regression")
     if dist.is_main:
         split_table(subsets).to_csv(run_dir / "split.csv", index=False)
     sizes = ", ".join(f"{name} {len(trials)} trials" for name, trials in subsets.items())
