@@ -28,10 +28,6 @@ class Dist:
         return self.world_size > 1
 
 
-def rank_from_env() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def init(device: torch.device) -> Dist:
     """Join the process group torchrun describes in the environment (NCCL on GPU, gloo on CPU)."""
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) < 2:

@@ -66,8 +66,3 @@ def build(dest_dir: Path, requirements: str, max_mb: float, root: Path = PROJECT
     path = dest_dir / ARCHIVE_NAME
     path.write_bytes(buffer.getvalue())
     return path
-
-
-def members(archive: Path) -> list[str]:
-    with tarfile.open(archive) as tar:
-        return sorted(tar.getnames())
