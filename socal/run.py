@@ -42,7 +42,7 @@ def task_of(cfg: DictConfig) -> str:
     return "classification" if cfg.data.target is Target.success else "regression"
 
 
-def check_settings(cfg: DictConfig, task: str) -> Precision:
+def check_settings(cfg: DictConfig, task: str) -> None:
     """Config values a schema cannot express, checked before any data is touched."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -51,7 +51,7 @@ def check_settings(cfg: DictConfig, task: str) -> Precision:
             "(or experiment=demo for the built-in synthetic demo)"
         )
     try:
-        precision = Precision(cfg.trainer.precision)
+        Precision(cfg.trainer.precision)
     except ValueError:
         choices = ", ".join(p.value for p in Precision)
         raise UserError(
@@ -66,7 +66,6 @@ def check_settings(cfg: DictConfig, task: str) -> Precision:
             f"trainer.early_stopping.metric={cfg.trainer.early_stopping.metric} is not one of "
             f"{', '.join(MONITORS[task])} for data.target={cfg.data.target.value}"
         )
-    return precision
 
 
 def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) -> DataLoader:
@@ -120,11 +119,15 @@ def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Tr
 
 
 def build_engine(
-    cfg: DictConfig, subsets: dict, run_dir: Path, dist: Dist, stop: StopSignal
+    cfg: DictConfig,
+    subsets: dict,
+    run_dir: Path,
+    dist: Dist,
+    stop: StopSignal,
+    device: torch.device,
 ) -> tuple[Engine, dict[str, DataLoader]]:
     """Model, data loaders, optimizer and scheduler; resumed from a checkpoint when one fits."""
     task = task_of(cfg)
-    device = resolve_device(cfg.trainer.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     precision = resolve_precision(Precision(cfg.trainer.precision), device)
@@ -194,7 +197,8 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
 def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     """Train and test one config into ``run_dir``; None when a signal stopped it (resumable)."""
     check_settings(cfg, task_of(cfg))
-    dist = distributed.init(resolve_device(cfg.trainer.device))
+    device = resolve_device(cfg.trainer.device)
+    dist = distributed.init(device)
     if not dist.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     run_dir = Path(distributed.broadcast(str(run_dir), dist))
@@ -205,7 +209,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
         subsets = load_trials(cfg, run_dir, dist)
-        engine, loaders = build_engine(cfg, subsets, run_dir, dist, stop)
+        engine, loaders = build_engine(cfg, subsets, run_dir, dist, stop, device)
         engine.fit(loaders["train"], loaders["val"])
         if engine.interrupted:
             log.warning(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from socal.checkpoint import LAST, PREVIOUS, load
 from socal.distributed import Dist
@@ -172,7 +173,7 @@ def test_interrupted_on_the_last_step_of_an_epoch_resumes_exactly(tmp_path: Path
 
     def fit(run_dir: Path, stop: StopSignal) -> Engine:
         subsets = load_trials(cfg, run_dir, Dist())
-        engine, loaders = build_engine(cfg, subsets, run_dir, Dist(), stop)
+        engine, loaders = build_engine(cfg, subsets, run_dir, Dist(), stop, torch.device("cpu"))
         engine_loaders.update(loaders)
         stop.engine = engine
         engine.fit(loaders["train"], loaders["val"])
