@@ -16,7 +16,7 @@ $(VENV)/.train: pyproject.toml constraints.txt | $(BIN)/activate
 
 # Plus the SageMaker launcher and the dev tools (pytest, ruff, moto server).
 $(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/activate
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[sagemaker,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[sagemaker,search,tracking,dev]"
 	touch $(VENV)/.train $@
 
 demo: $(VENV)/.train
@@ -24,6 +24,7 @@ demo: $(VENV)/.train
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev

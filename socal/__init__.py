@@ -1,0 +1,11 @@
+"""socal: VideoMAE experiments on SOCAL surgical video, locally or on Amazon SageMaker.
+
+Layers, bottom up (checked by the import-linter contracts in ``pyproject.toml``):
+
+- ``socal.config``, ``socal.errors``: the shared base (config schemas, one-line user errors).
+- ``socal.data``: reading, checking, caching and splitting SOCAL; clips and augmentation.
+- ``socal.training``: model, optimisation loop, checkpoints, metrics, one run end to end.
+- ``socal.sagemaker``: the launcher (torch-free) and the on-instance container side.
+
+``python -m socal.check|prepare|synthetic|upload`` are kept as short entry points.
+"""

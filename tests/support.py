@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 from torchvision.transforms import v2
 
 from socal.config import AugmentConfig, Normalization, register
-from socal.synthetic import SyntheticSpec, ensure_synthetic
-from socal.transforms import MEAN_STD
+from socal.data.synthetic import SyntheticSpec, ensure_synthetic
+from socal.data.transforms import MEAN_STD
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"

@@ -12,11 +12,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import default_collate
 
-from socal.clips import clip_positions
 from socal.config import AugmentConfig, DataConfig, Normalization, WindowConfig
-from socal.dataset import ClipDataset
-from socal.index import Trial
-from socal.transforms import finish_clips
+from socal.data.clips import clip_positions
+from socal.data.dataset import ClipDataset
+from socal.data.index import Trial
+from socal.data.transforms import finish_clips
 
 
 def test_positions_are_spread_over_the_window_not_the_trial() -> None:
@@ -34,9 +34,9 @@ def test_window_start_and_padding_with_the_last_frame() -> None:
 
 
 def test_whole_trial_warns_once_about_leakage(caplog: pytest.LogCaptureFixture) -> None:
-    import socal.clips
+    import socal.data.clips
 
-    socal.clips._warned_whole_trial = False
+    socal.data.clips._warned_whole_trial = False
     a = clip_positions(n_frames=100, num_frames=4, start_s=0, length_s=None)
     b = clip_positions(n_frames=300, num_frames=4, start_s=0, length_s=None)
     assert not np.array_equal(a, b)  # the stride follows the trial length: the leak

@@ -1,7 +1,7 @@
 """The container side: hyperparameters -> the same config, checked; failures reported.
 
-Jobs run through ``socal.local_container`` (instance=local): train.py in a real subprocess,
-from the extracted source archive, with argv and SM_* as SageMaker SDK v3 gives them.
+Jobs run through ``socal.sagemaker.local_container`` (instance=local): train.py in a real
+subprocess, from the extracted source archive, with argv and SM_* as SageMaker SDK v3 gives them.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from socal import hyperparams, local_container, sagemaker_job, source_archive
 from socal.config import semantic_config
+from socal.data.synthetic import SyntheticSpec, generate
 from socal.errors import UserError
-from socal.launch_config import register
-from socal.synthetic import SyntheticSpec, generate
+from socal.sagemaker import hyperparams, local_container, source_archive
+from socal.sagemaker import job as sagemaker_job
+from socal.sagemaker.launch_config import register
 
 from support import TINY_JOB
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-import socal.decode
+import socal.data.decode
 from socal.config import AugmentConfig, Normalization
-from socal.decode import decode_clip, decode_scaled, decode_with_fallback, short_side_size
-from socal.transforms import crop_clip, draw_params, finish_clips, params_tensors
+from socal.data.decode import decode_clip, decode_scaled, decode_with_fallback, short_side_size
+from socal.data.transforms import crop_clip, draw_params, finish_clips, params_tensors
 
 from support import reference_transform
 
@@ -67,7 +67,7 @@ def test_scaled_decode_equals_the_full_decode_within_tolerance(
     frames: list[Path], use_simplejpeg: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not use_simplejpeg:
-        monkeypatch.setattr(socal.decode, "simplejpeg", None)  # the PIL draft fallback
+        monkeypatch.setattr(socal.data.decode, "simplejpeg", None)  # the PIL draft fallback
     clip = decode_clip(frames, [0, 3, 5], 64)
     assert clip.shape == (3, 3, 64, 114) and clip.dtype == torch.uint8
     for k, p in enumerate([0, 3, 5]):

@@ -14,12 +14,12 @@ from PIL import Image
 from test_decode import assert_close_to_reference, reference_frame
 from torch.utils.data import DataLoader
 
-from socal import prepare as prepare_cli
 from socal.config import CacheMode, DataConfig, TrainerConfig, WindowConfig
-from socal.dataset import ClipDataset
+from socal.data import prepare as prepare_cli
+from socal.data.dataset import ClipDataset
+from socal.data.frame_cache import default_dir, frame_range, prepare, variant_name
+from socal.data.index import Trial, index_folder
 from socal.errors import UserError
-from socal.frame_cache import default_dir, frame_range, prepare, variant_name
-from socal.index import Trial, index_folder
 
 from support import synthetic_folder
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from socal.data.index import MAPPING_CSV, OUTCOMES_CSV, index_folder
 from socal.errors import UserError
-from socal.index import MAPPING_CSV, OUTCOMES_CSV, index_folder
 
 from support import synthetic_folder
 

@@ -14,10 +14,10 @@ import boto3
 import pytest
 from omegaconf import OmegaConf
 
-from socal import local_container
 from socal.config import semantic_config
-from socal.synthetic import SyntheticSpec, generate
-from socal.upload import upload
+from socal.data.synthetic import SyntheticSpec, generate
+from socal.sagemaker import local_container
+from socal.sagemaker.upload import upload
 
 from support import TINY_JOB
 
@@ -188,8 +188,8 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
         "requirements/instance.txt",
         "conf/launch.yaml",
         "conf/train.yaml",
-        "socal/container.py",
-        "socal/run.py",
+        "socal/sagemaker/container.py",
+        "socal/training/run.py",
     } <= set(members)
     assert all(
         m == "train.py" or m.split("/")[0] in {"conf", "socal", "requirements"} for m in members
@@ -361,10 +361,10 @@ def test_dry_run_needs_no_credentials_nor_torch(tmp_path: Path) -> None:
 def test_metric_definitions_match_the_lines_train_py_prints() -> None:
     import re
 
-    from socal.sagemaker_job import metric_definitions
+    from socal.sagemaker.job import metric_definitions
 
     regexes = {m["Name"]: re.compile(m["Regex"]) for m in metric_definitions()}
-    line = "[2025-01-01 10:00:00,000][socal.engine][INFO] - {}={}"
+    line = "[2025-01-01 10:00:00,000][socal.training.engine][INFO] - {}={}"
     assert float(regexes["val_loss"].search(line.format("val_loss", "0.786832")).group(1)) == (
         0.786832
     )

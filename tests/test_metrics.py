@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 
 from socal.config import SplitConfig
-from socal.index import Trial, index_folder
-from socal.metrics import baselines, classification_metrics, regression_metrics, results_table
-from socal.splits import split_trials
+from socal.data.index import Trial, index_folder
+from socal.data.splits import split_trials
+from socal.training.metrics import (
+    baselines,
+    classification_metrics,
+    regression_metrics,
+    results_table,
+)
 
 from support import synthetic_folder
 

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from socal.checkpoint import LAST, PREVIOUS, load
-from socal.distributed import Dist
-from socal.engine import Engine
-from socal.interrupt import StopSignal
-from socal.run import build_engine, load_trials
+from socal.training.checkpoint import LAST, PREVIOUS, load
+from socal.training.distributed import Dist
+from socal.training.engine import Engine
+from socal.training.interrupt import StopSignal
+from socal.training.run import build_engine, load_trials
 
 from support import REPO, TINY, compose_train, read_metrics, run_train, synthetic_folder
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from socal.config import SplitConfig, SplitStrategy
+from socal.data.index import Trial
+from socal.data.splits import PUBLISHED_TEST_PARTICIPANTS, split_table, split_trials
 from socal.errors import UserError
-from socal.index import Trial
-from socal.splits import PUBLISHED_TEST_PARTICIPANTS, split_table, split_trials
 
 
 def make_trials(n_surgeons: int = 73, seed: int = 0, extra: tuple[str, ...] = ()) -> list[Trial]:

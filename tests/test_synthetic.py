@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from socal import synthetic
-from socal.synthetic import SyntheticSpec, ensure_synthetic, generate, main
+from socal.data import synthetic
+from socal.data.synthetic import SyntheticSpec, ensure_synthetic, generate, main
 
 SMALL = SyntheticSpec(trials=8, min_frames=60, max_frames=90)
 

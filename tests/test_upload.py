@@ -10,8 +10,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from socal.synthetic import SyntheticSpec, generate
-from socal.upload import local_files, upload
+from socal.data.synthetic import SyntheticSpec, generate
+from socal.sagemaker.upload import local_files, upload
 
 ROOT = Path(__file__).resolve().parent.parent
 

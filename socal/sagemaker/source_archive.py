@@ -13,7 +13,7 @@ from pathlib import Path
 
 from socal.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("train.py", "conf", "socal")
 ARCHIVE_NAME = "sourcedir.tar.gz"
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints"}

@@ -14,8 +14,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from socal.config import SplitConfig, SplitStrategy
+from socal.data.index import Trial
 from socal.errors import UserError
-from socal.index import Trial
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,9 @@ from omegaconf import DictConfig
 
 from socal.config import CONF_DIR
 from socal.errors import UserError
-from socal.sagemaker_job import JobPlan
+from socal.sagemaker import local_container
+from socal.sagemaker import submit as aws
+from socal.sagemaker.job import JobPlan
 
 log = logging.getLogger("socal.launch")
 MANIFEST = "sweep.csv"
@@ -82,12 +84,36 @@ def save_request(job: JobPlan, where: LaunchContext, job_name: str) -> dict:
     return request
 
 
-def print_request(request: dict, where: LaunchContext) -> None:
+def dry_run(where: LaunchContext, job: JobPlan, request: dict) -> None:
+    """Print the complete request; nothing reaches AWS."""
     print(json.dumps(request, indent=2))
     log.info(
         "dry run: nothing submitted; request saved to %s, source archive beside it",
         where.run_dir / "request.json",
     )
+    record(where, job, request["TrainingJobName"], "dry-run")
+
+
+def run_locally(
+    cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path, request: dict
+) -> None:
+    """instance=local: train.py under the container contract, in a local folder."""
+    name = request["TrainingJobName"]
+    run = local_container.run(
+        job.hyperparameters, archive, local_data(cfg), where.run_dir / "opt_ml", name
+    )
+    status = "local-failed" if run.returncode else "local-done"
+    record(where, job, name, status, str(run.model_dir))
+    if run.returncode:
+        raise UserError(f"the local job failed: {run.failure or 'see the log above'}")
+
+
+def submit(cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path) -> None:
+    """SageMaker: credentials and data first, then upload the code and create the job."""
+    aws.preflight(job, cfg.launch.check_data)
+    blocking = cfg.launch.wait and where.sweep_index is None  # a sweep never blocks
+    name = aws.submit(job, archive, wait=blocking, logs=cfg.launch.logs)
+    record(where, job, name, "submitted")
 
 
 def record(
@@ -128,7 +154,7 @@ def local_data(cfg: DictConfig) -> Path:
             "instance=local reads data.root: set data.root=/path/to/SOCAL "
             "(or use data=synthetic / experiment=demo)"
         )
-    from socal.synthetic import data_root
+    from socal.data.synthetic import data_root
 
     root = data_root(cfg.data, progress=False).resolve()
     if not root.is_dir():

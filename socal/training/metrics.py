@@ -24,7 +24,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from socal.index import Trial
+from socal.data.index import Trial
 
 HEADLINE = {"classification": "accuracy", "regression": "rmse"}
 

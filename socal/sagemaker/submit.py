@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from socal import hyperparams
 from socal.errors import UserError
-from socal.sagemaker_job import CHANNEL, ENTRY_SCRIPT, JobPlan, split_s3
+from socal.sagemaker import hyperparams
+from socal.sagemaker.job import CHANNEL, ENTRY_SCRIPT, JobPlan, split_s3
 
 
 def preflight(job: JobPlan, check_data: bool) -> None:
@@ -27,7 +27,7 @@ def preflight(job: JobPlan, check_data: bool) -> None:
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from socal.upload import count_objects
+    from socal.sagemaker.upload import count_objects
 
     bucket, prefix = split_s3(job.data_uri)
     prefix = f"{prefix}/" if prefix else ""

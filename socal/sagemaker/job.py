@@ -2,7 +2,7 @@
 
 ``plan()`` resolves everything a job needs from the config alone (no AWS calls) and refuses
 bad input with one line naming the key; ``JobPlan.request()`` is the CreateTrainingJob request
-a dry run prints. Talking to AWS (checks, submission) is ``socal.sagemaker_submit``'s part.
+a dry run prints. Talking to AWS (checks, submission) is ``socal.sagemaker.submit``'s part.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from socal import hyperparams
 from socal.config import fingerprint
 from socal.errors import UserError
-from socal.launch_config import LAUNCHER_KEYS, LOCAL_INSTANCE
+from socal.sagemaker import hyperparams
+from socal.sagemaker.launch_config import LAUNCHER_KEYS, LOCAL_INSTANCE
 
 log = logging.getLogger("socal.launch")
 
@@ -28,7 +28,7 @@ MAX_BASE_NAME = 63 - 15  # v3 appends "-YYYYmmddHHMMSS" and cuts the name at 63 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 MAX_METRIC_DEFINITIONS = 40
-# Metric lines train.py logs, one per line: "[time][socal.engine][INFO] - val_loss=0.7868".
+# Metric lines train.py logs, one per line: "[time][socal.training.engine][INFO] - val_loss=0.7868".
 METRICS = ["train_loss", "lr"] + [
     f"{subset}_{name}"
     for subset in ("val", "test")

@@ -18,8 +18,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from socal.container import CHECKPOINT_ENV
-from socal.hyperparams import driver_argv, sm_hps
+from socal.sagemaker.container import CHECKPOINT_ENV
+from socal.sagemaker.hyperparams import driver_argv, sm_hps
 
 log = logging.getLogger("socal.local")
 HOST = "algo-1"

@@ -9,7 +9,7 @@ resets mtimes but keeps sizes, and a re-encoded or truncated JPEG changes its si
 
 A trial file is written under a temporary name and renamed into place, so an interrupted
 ``python -m socal.prepare`` leaves only whole files and the next run resumes where it stopped.
-The arrays are exactly what the uncached path decodes (``socal.decode``), so a cached and an
+The arrays are exactly what the uncached path decodes (``socal.data.decode``), so a cached and an
 uncached clip are equal, and 143 files of ~16 MB travel to S3 better than 31k small JPEGs.
 """
 
@@ -29,15 +29,15 @@ import torch
 from tqdm import tqdm
 
 from socal.config import CACHE_DIR_NAME, WindowConfig
-from socal.decode import (
+from socal.data.decode import (
     DecodeError,
     decode_scaled,
     decode_with_fallback,
     resize_clip,
     short_side_size,
 )
+from socal.data.index import Trial
 from socal.errors import UserError
-from socal.index import Trial
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the decode or the layout changes: every key changes with it

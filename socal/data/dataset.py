@@ -3,7 +3,7 @@
 Every random choice of a training clip (temporal jitter, crop, flip, colour) is drawn from a
 generator seeded by (seed, epoch, trial index), so a clip depends neither on which worker
 loads it nor on whether the run was resumed. The loader crops in uint8; flip, colour jitter
-and normalisation are left to ``socal.transforms.finish_clips`` on the training device, driven
+and normalisation are left to ``socal.data.transforms.finish_clips`` on the training device, driven
 by the parameters each sample carries.
 """
 
@@ -19,12 +19,12 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from socal.clips import clip_positions
 from socal.config import CacheMode, DataConfig
-from socal.decode import decode_clip
-from socal.frame_cache import default_dir, open_cache
-from socal.index import Trial
-from socal.transforms import crop_clip, draw_params, params_tensors
+from socal.data.clips import clip_positions
+from socal.data.decode import decode_clip
+from socal.data.frame_cache import default_dir, open_cache
+from socal.data.index import Trial
+from socal.data.transforms import crop_clip, draw_params, params_tensors
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Data-pipeline benchmark: ``python -m socal.bench_data [--mapping CSV]`` (not a test).
+"""Data-pipeline benchmark: ``python benchmarks/data.py [--mapping CSV]`` (not a test).
 
 Generates a synthetic SOCAL-shaped folder at the real resolutions (1920x1080 and 1280x720,
 JPEG quality 90), then measures clips per second from JPEG files to a normalised, augmented
@@ -31,14 +31,14 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from socal.clips import clip_positions
 from socal.config import CacheMode, DataConfig, WindowConfig
-from socal.dataset import ClipDataset
-from socal.decode import DECODER, short_side_size
-from socal.frame_cache import frame_range, prepare
-from socal.index import Trial, index_folder
-from socal.synthetic import SyntheticSpec, ensure_synthetic
-from socal.transforms import finish_clips
+from socal.data.clips import clip_positions
+from socal.data.dataset import ClipDataset
+from socal.data.decode import DECODER, short_side_size
+from socal.data.frame_cache import frame_range, prepare
+from socal.data.index import Trial, index_folder
+from socal.data.synthetic import SyntheticSpec, ensure_synthetic
+from socal.data.transforms import finish_clips
 
 SIZE, FRAMES, BATCH = 224, 16, 4
 # Without --mapping: the SOCAL release as documented in shared/SOCAL.md, 147 trials with video,

@@ -20,14 +20,14 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from socal import checkpoint
 from socal.config import Precision
-from socal.distributed import Dist, all_gather, barrier
+from socal.data.transforms import finish_clips
 from socal.errors import UserError
-from socal.interrupt import StopSignal
-from socal.metrics import task_metrics
-from socal.runtime import autocast, rng_state, set_rng_state
-from socal.transforms import finish_clips
+from socal.training import checkpoint
+from socal.training.distributed import Dist, all_gather, barrier
+from socal.training.interrupt import StopSignal
+from socal.training.metrics import task_metrics
+from socal.training.runtime import autocast, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Benchmark the training loop's own overhead and memory: ``python -m socal.bench_train``.
+"""Benchmark the training loop's own overhead and memory: ``python benchmarks/train_loop.py``.
 
 1. Steps per second of ``Engine.train_epoch`` next to a bare forward + backward + optimizer
    step on the same in-memory batches (tiny VideoMAE, CPU), so the loop's overhead is visible.
@@ -21,8 +21,8 @@ import torch
 from omegaconf import OmegaConf
 
 from socal.config import ModelConfig, Precision, TrainerConfig, VideoMAEArch
-from socal.engine import Engine
-from socal.model import build_model
+from socal.training.engine import Engine
+from socal.training.model import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 SageMaker SDK v3 starts the script as ``train.py --optimizer__lr 0.001 ...`` with the same
 values in ``SM_HPS``. Hydra does not take ``--key value``, so before Hydra parses argv this
 module turns the pairs into the Hydra overrides they stand for, checks that the config they
-compose is the one the launcher sent (see socal.hyperparams.verify), and points the run
+compose is the one the launcher sent (see socal.sagemaker.hyperparams.verify), and points the run
 directory at ``SM_OUTPUT_DATA_DIR``. Anything that goes wrong writes a one-line reason to
 ``SM_OUTPUT_FAILURE`` (/opt/ml/output/failure), which SageMaker shows as the FailureReason.
 Outside SageMaker (no ``SM_HPS`` in the environment) every function here does nothing.
@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from socal.errors import UserError
-from socal.hyperparams import (
+from socal.sagemaker.hyperparams import (
     CONTAINER_CHECKPOINT_DIR,
     FINGERPRINT_KEY,
     hydra_quote,
@@ -31,11 +31,11 @@ from socal.hyperparams import (
     verify,
 )
 
-log = logging.getLogger("socal.container")
+log = logging.getLogger("socal.sagemaker.container")
 
 FAILURE_FILE = "/opt/ml/output/failure"
 MAX_FAILURE_CHARS = 1024
-# Set by socal.local_container (instance=local); SageMaker itself has no variable for it.
+# Set by socal.sagemaker.local_container (instance=local); SageMaker itself has no variable for it.
 CHECKPOINT_ENV = "SOCAL_CHECKPOINT_DIR"
 # run-dir file -> name in SM_MODEL_DIR (model.pt: the best epoch's weights, checkpoints/best.pt)
 MODEL_FILES = {"best.pt": "model.pt", "config.yaml": "config.yaml", "metrics.json": "metrics.json"}

@@ -1,0 +1,8 @@
+"""Amazon SageMaker, both sides of a training job.
+
+Launch side (what ``launch.py`` imports; never torch, torchvision or transformers): the launch
+config schema, hyperparameter encoding, job planning, the source archive, S3 upload, AWS
+submission and the ``instance=local`` container. Container side (``container``): rebuilding and
+verifying the config on the instance and publishing the model. The SageMaker SDK itself is
+imported only in ``submit``, when a job is really built.
+"""
