@@ -9,24 +9,24 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from socal import container
 from socal.config import register
 from socal.errors import exit_on_user_error
-from socal.metrics import HEADLINE
-from socal.run import run
+from socal.sagemaker import container
+from socal.training.run import run
 
 register()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    """Returns the best validation value of the early-stopping metric: what a sweeper optimises."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_user_error(), container.report_failure():
         metrics = run(cfg, run_dir)
         if metrics is None:  # stopped by SIGTERM / Ctrl-C after saving a checkpoint
             sys.exit(0)  # and a sweep stops too, rather than starting its next job
         container.publish(cfg, run_dir)  # SageMaker only: model, config, metrics -> SM_MODEL_DIR
-    return metrics["test"][HEADLINE[metrics["task"]]]
+    return metrics["best_val"][cfg.trainer.early_stopping.metric]
 
 
 if __name__ == "__main__":
