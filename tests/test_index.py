@@ -82,7 +82,9 @@ def test_data_problems_are_reported_with_their_counts(folder: Path, tmp_path: Pa
     bad_label, missing_label, dup, gappy, truncated, unreadable = with_video[:6]
     outcomes.loc[outcomes.trial_id == bad_label, "success"] = "2"
     outcomes.loc[outcomes.trial_id == missing_label, "success"] = "NA"
-    outcomes = pd.concat([outcomes, outcomes[outcomes.trial_id == dup]])
+    # The same trial twice with different outcomes: neither row can be trusted.
+    conflicting = outcomes[outcomes.trial_id == dup].assign(blood_loss="12345")
+    outcomes = pd.concat([outcomes, conflicting])
     outcomes.to_csv(root / OUTCOMES_CSV, index=False)
     # A gap: drop frame 5 of one trial from the mapping.
     gap_row = mapping[(mapping.trial_id == gappy) & (mapping.frame_number == 5)].index

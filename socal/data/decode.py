@@ -28,21 +28,19 @@ log = logging.getLogger(__name__)
 DECODER = "simplejpeg" if simplejpeg is not None else "pillow-draft"
 # What a decode failure raises: PIL raises OSError, simplejpeg ValueError.
 DecodeError = (OSError, ValueError)
+_warned: set[Path] = set()
 
 
 def decode_scaled(path: Path, short_side: int) -> tuple[np.ndarray, tuple[int, int]]:
     """``(H, W, 3)`` uint8 RGB at the smallest DCT scale that keeps both sides >= short_side,
     and the frame's full ``(height, width)`` (the scaled size rounds the aspect ratio)."""
     if simplejpeg is not None:
+        # Strict: libjpeg's "corrupt data" warnings raise (ValueError) instead of returning
+        # the garbage pixels that PIL would silently give for damage inside the scan.
         data = Path(path).read_bytes()
-        try:
-            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            pixels = simplejpeg.decode_jpeg(
-                data, "RGB", min_height=short_side, min_width=short_side
-            )
-            return pixels, (height, width)
-        except ValueError:
-            pass  # not a JPEG simplejpeg accepts: let PIL try (or fail)
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        pixels = simplejpeg.decode_jpeg(data, "RGB", min_height=short_side, min_width=short_side)
+        return pixels, (height, width)
     with Image.open(path) as image:
         full = (image.height, image.width)
         image.draft("RGB", (short_side * image.width // min(image.size), short_side))
@@ -89,7 +87,9 @@ def decode_with_fallback(
     try:
         return decode_scaled(frames[position], short_side)
     except DecodeError as err:
-        log.warning("unreadable frame %s (%s): using its neighbour", frames[position], err)
+        if frames[position] not in _warned:  # once per file and process, not once per epoch
+            _warned.add(frames[position])
+            log.warning("unreadable frame %s (%s): using its neighbour", frames[position], err)
     for distance in range(1, len(frames)):
         for j in (position - distance, position + distance):
             if 0 <= j < len(frames):

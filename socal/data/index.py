@@ -9,12 +9,16 @@ the file name on ``_`` would silently drop those trials.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
+from PIL import Image, UnidentifiedImageError
 
+from socal.data.tables import numeric_labels, read_table
 from socal.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,14 @@ class DataReport:
     outcomes_without_frames: list[str] = field(default_factory=list)
     frames_without_outcome: list[str] = field(default_factory=list)
     bad_labels: list[str] = field(default_factory=list)
+    duplicate_rows: list[str] = field(default_factory=list)
     duplicate_trial_ids: list[str] = field(default_factory=list)
     frame_gaps: list[str] = field(default_factory=list)
     missing_frame_files: list[str] = field(default_factory=list)
+    unreadable_frame_files: list[str] = field(default_factory=list)
+    not_jpeg_frames: list[str] = field(default_factory=list)
     truncated_frames: list[str] = field(default_factory=list)
+    mixed_size_trials: list[str] = field(default_factory=list)
     unreadable_trials: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -63,8 +71,9 @@ class DataReport:
         return out
 
 
-def read_outcomes(root: Path, target: str) -> pd.DataFrame:
-    """The outcomes CSV with its ``NA`` cells as missing; errors name the file and the fix."""
+def read_outcomes(root: Path, target: str) -> tuple[pd.DataFrame, list[str]]:
+    """The outcomes CSV (see ``socal.data.tables``) and the trial ids of rows it repeated
+    identically (kept once); errors name the file and the fix."""
     path = root / OUTCOMES_CSV
     if not path.is_file():
         raise UserError(
@@ -72,17 +81,22 @@ def read_outcomes(root: Path, target: str) -> pd.DataFrame:
             f"and {FRAMES_DIR}/ (or use data=synthetic)"
         )
     # participant_id as text: the real CSV has ids like 314c next to 101.
-    table = pd.read_csv(path, dtype={"trial_id": str, "participant_id": str}, na_values=["NA"])
+    table, repeated = read_table(path, ("trial_id", "participant_id"))
     missing = [c for c in ("trial_id", target) if c not in table.columns]
     if missing:
         raise UserError(
             f"{path} lacks column(s) {', '.join(missing)}; it has {list(table.columns)}"
         )
-    return table
+    return table.dropna(subset=["trial_id"]), sorted(repeated["trial_id"].dropna())
 
 
 def _frames_from_mapping(root: Path, frames_dir: Path) -> pd.DataFrame:
-    table = pd.read_csv(root / MAPPING_CSV, dtype={"frame": str, "trial_id": str})
+    path = root / MAPPING_CSV
+    table, _ = read_table(path, ("frame", "trial_id"))
+    missing = [c for c in ("frame", "trial_id", "frame_number") if c not in table.columns]
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(missing)}; it has {list(table)}")
+    table = table.dropna(subset=["frame", "trial_id", "frame_number"])
     table["path"] = [frames_dir / name for name in table["frame"]]
     table = table.sort_values(["trial_id", "frame_number"], kind="stable")
     step = table.groupby("trial_id")["frame_number"].diff().fillna(table["frame_number"])
@@ -103,22 +117,53 @@ def _frames_from_names(frames_dir: Path) -> pd.DataFrame:
     return table[["trial_id", "path", "gap"]]
 
 
-def _looks_truncated(path: Path) -> bool:
-    """A JPEG starts with FFD8 and ends with FFD9; a cut-off download does not."""
-    with open(path, "rb") as handle:
-        head = handle.read(2)
-        handle.seek(-2, 2)
-        return head != b"\xff\xd8" or handle.read(2) != b"\xff\xd9"
+def frame_problem(path: Path) -> tuple[Optional[str], Optional[tuple[int, int]]]:
+    """(what is wrong with a frame file or None, its (width, height) when readable).
+
+    Opens the file (following symlinks), so a missing file, a dangling symlink, a directory and
+    a file this process may not read are told apart by what ``open`` raises, whoever runs it.
+    Then only its header and last two bytes are read: a JPEG starts with FFD8 and ends with
+    FFD9, and a cut-off copy does not; damage inside the data is caught when it is decoded.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(2)
+            handle.seek(max(size - 2, 0))
+            tail = handle.read(2)
+            if head != b"\xff\xd8":
+                return "not_jpeg_frames", None
+            if tail != b"\xff\xd9":
+                return "truncated_frames", None
+            handle.seek(0)
+            with Image.open(handle) as image:
+                return (None, image.size) if image.format == "JPEG" else ("not_jpeg_frames", None)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return "missing_frame_files", None
+    except UnidentifiedImageError:  # JPEG markers around something PIL cannot parse
+        return "not_jpeg_frames", None
+    except OSError:  # permission denied, I/O error
+        return "unreadable_frame_files", None
 
 
-def _frame_is_readable(path: Path, report: DataReport) -> bool:
-    if not path.is_file():
-        report.missing_frame_files.append(path.name)
-        return False
-    if _looks_truncated(path):
-        report.truncated_frames.append(path.name)
-        return False
-    return True
+def _readable_frames(trial_id: str, paths: list[Path], report: DataReport) -> Optional[list]:
+    """``paths`` with each bad frame replaced by its nearest good one (timing kept), every
+    problem added to ``report``; None when no frame is readable (the trial is dropped)."""
+    sizes = set()
+    good = []
+    for path in paths:
+        problem, size = frame_problem(path)
+        if problem:
+            getattr(report, problem).append(path.name)
+        else:
+            sizes.add(size)
+        good.append(problem is None)
+    if not sizes:
+        report.unreadable_trials.append(trial_id)
+        return None
+    if len(sizes) > 1:  # decoding resizes them to one size; said because it is unusual
+        report.mixed_size_trials.append(trial_id)
+    return [paths[nearest_good(good, i)] for i in range(len(paths))]
 
 
 def nearest_good(good: list[bool], i: int) -> int:
@@ -143,7 +188,7 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
     frames_dir = root / FRAMES_DIR
     if not frames_dir.is_dir():
         raise UserError(f"{frames_dir} not found: data.root must be a SOCAL folder")
-    outcomes = read_outcomes(root, target)
+    outcomes, repeated_rows = read_outcomes(root, target)
     has_mapping = (root / MAPPING_CSV).is_file()
     frames = (
         _frames_from_mapping(root, frames_dir) if has_mapping else _frames_from_names(frames_dir)
@@ -154,10 +199,12 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
         "indexing %s (frame order from %s)", root, MAPPING_CSV if has_mapping else "file names"
     )
 
-    report = DataReport()
+    report = DataReport(duplicate_rows=repeated_rows)
+    # Rows that repeat a trial with other values: which one is right is unknown, so neither.
     duplicated = outcomes["trial_id"].duplicated(keep=False)
     report.duplicate_trial_ids = sorted(set(outcomes.loc[duplicated, "trial_id"]))
     outcomes = outcomes[~duplicated].set_index("trial_id")
+    labels = numeric_labels(outcomes[target])
     frame_trials = set(frames["trial_id"])
     report.outcomes_without_frames = sorted(set(outcomes.index) - frame_trials)
     report.frames_without_outcome = sorted(frame_trials - set(outcomes.index))
@@ -166,22 +213,19 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
     for trial_id, group in frames.groupby("trial_id", sort=True):
         if trial_id not in outcomes.index:
             continue
-        label = outcomes.at[trial_id, target]
+        label = labels[trial_id]
         if pd.isna(label) or (target == "success" and label not in (0, 1)):
-            report.bad_labels.append(f"{trial_id}={label}")
+            report.bad_labels.append(f"{trial_id}={outcomes.at[trial_id, target]}")
             continue
         if group["gap"].any():
             report.frame_gaps.append(trial_id)
-        paths = list(group["path"])
-        good = [_frame_is_readable(p, report) for p in paths]
-        if not any(good):
-            report.unreadable_trials.append(trial_id)
+        paths = _readable_frames(trial_id, list(group["path"]), report)
+        if paths is None:
             continue
-        paths = [paths[nearest_good(good, i)] for i in range(len(paths))]
         participant = (
             outcomes.at[trial_id, "participant_id"] if "participant_id" in outcomes else None
         )
-        participant = participant_of(trial_id) if pd.isna(participant) else participant.strip()
+        participant = participant_of(trial_id) if pd.isna(participant) else participant
         trials.append(Trial(trial_id, participant, float(label), tuple(paths)))
     if not trials:
         raise UserError(f"no trial in {root} has both frames and a valid '{target}' outcome")
