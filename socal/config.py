@@ -78,6 +78,10 @@ class Mode(str, Enum):
     max = "max"
 
 
+class ClassWeight(str, Enum):
+    balanced = "balanced"
+
+
 @dataclass
 class VideoMAEArch:
     """Architecture overrides for a randomly initialised VideoMAE (only set keys are applied)."""
@@ -163,7 +167,8 @@ class SplitConfig:
 @dataclass
 class EarlyStoppingConfig:
     metric: str = "val_loss"
-    mode: Mode = Mode.min
+    # null: the metric's own direction (socal.monitor); set, it must agree with it.
+    mode: Optional[Mode] = None
     patience: int = 5
 
 
@@ -181,6 +186,10 @@ class TrainerConfig:
     grad_clip: Optional[float] = 1.0
     # Overrides the model's hidden and attention dropout when set.
     dropout: Optional[float] = None
+    # Weight of the success class in the loss (classification; null = 1), or class_weight=
+    # balanced: failures / successes in the training split. Off by default.
+    pos_weight: Optional[float] = None
+    class_weight: Optional[ClassWeight] = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint_dir: str = "checkpoints"
     # Also save ``last.pt`` every N optimizer steps inside an epoch (null: at epoch ends only).

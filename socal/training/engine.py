@@ -20,14 +20,16 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from socal.config import Precision
+from socal.config import Mode, Precision
 from socal.data.transforms import finish_clips
 from socal.errors import UserError
+from socal.monitor import NAN_RULE, monitor_mode
 from socal.training import checkpoint
 from socal.training.distributed import Dist, all_gather, barrier
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.runtime import autocast, rng_state, set_rng_state
+from socal.training.weighting import accumulation_samples
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Engine:
         config: dict,
         dist: Optional[Dist] = None,
         stop: Optional[StopSignal] = None,
+        pos_weight: Optional[float] = None,
     ) -> None:
         dist = dist or Dist()
         self.model = model.to(device)
@@ -86,7 +89,9 @@ class Engine:
         self.stop = stop if stop is not None else StopSignal()
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision is Precision.fp16_mixed)
         self.monitor = trainer.early_stopping.metric
-        self.maximize = trainer.early_stopping.mode.value == "max"
+        mode = monitor_mode(task, self.monitor, trainer.early_stopping.mode)
+        self.maximize = mode is Mode.max
+        self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight, device=device)
         self.epoch = 0
         self.step = 0
         self.batches_done = 0  # inside the current epoch
@@ -104,6 +109,7 @@ class Engine:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
+            "precision": self.precision.value,
             "epoch": self.epoch,
             "step": self.step,
             "batches_done": self.batches_done,
@@ -124,7 +130,7 @@ class Engine:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self._load_scaler(state)
         ranks = state["ranks"]
         if len(ranks) != self.dist.world_size:
             raise UserError(
@@ -140,6 +146,19 @@ class Engine:
         self.history = state["history"]
         set_rng_state(mine["rng"])
 
+    def _load_scaler(self, state: dict) -> None:
+        """The grad scaler's state, unless the checkpoint ran at another precision: the same
+        ``trainer.precision`` resolves differently on another GPU (bf16 on an A10G, fp16 on a
+        T4), and a scaler's state means nothing to another precision."""
+        saved = state.get("precision", self.precision.value)
+        if saved == self.precision.value:
+            self.scaler.load_state_dict(state["scaler"])
+        else:
+            log.warning(
+                "the checkpoint was trained at precision %s, this device runs %s: continuing "
+                "with a fresh gradient scaler", saved, self.precision.value,
+            )  # fmt: skip
+
     def save(self) -> None:
         state = self.state_dict()  # every rank takes part in gathering the RNG states
         if self.dist.is_main:
@@ -152,7 +171,7 @@ class Engine:
         out = out.squeeze(-1).float()
         if self.task == "classification":
             return torch.nn.functional.binary_cross_entropy_with_logits(
-                out, labels, reduction="none"
+                out, labels, pos_weight=self.pos_weight, reduction="none"
             )
         target = (labels - self.target_mean) / self.target_std
         return torch.nn.functional.mse_loss(out, target, reduction="none")
@@ -179,6 +198,7 @@ class Engine:
         self.model.train()
         accum = self.trainer.grad_accum_steps
         total_batches = self.batches_done + len(loader)
+        epoch_samples = self.batches_done * loader.batch_size + len(loader.sampler)
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}/{self.trainer.epochs}",
@@ -190,14 +210,15 @@ class Engine:
         )
         for batch in bar:
             labels = batch["label"].to(self.device, dtype=torch.float32)
-            loss = self._loss(self._forward(batch), labels).mean()
-            value = loss.item()
+            losses = self._loss(self._forward(batch), labels)
+            value = losses.mean().item()
             if not math.isfinite(value):
                 raise UserError(
                     f"training diverged: the loss is {value} at epoch {self.epoch + 1} "
                     f"step {self.batches_done + 1}; lower optimizer.lr or set trainer.grad_clip"
                 )
-            self.scaler.scale(loss / accum).backward()
+            group = accumulation_samples(self.batches_done, accum, loader.batch_size, epoch_samples)
+            self.scaler.scale(losses.sum() / group).backward()
             self.batches_done += 1
             self.loss_sum += value * len(labels)
             self.loss_count += len(labels)
@@ -283,6 +304,11 @@ class Engine:
         log.info("epoch=%d", row["epoch"])
         log_metrics("", {k: v for k, v in row.items() if k != "epoch"})
         value = row[self.monitor]
+        if math.isnan(value):
+            log.warning(
+                "%s is NaN at epoch %d (e.g. AUROC on a validation set with one class): %s",
+                self.monitor, row["epoch"], NAN_RULE,
+            )  # fmt: skip
         if self._improved(value):
             self.best, self.bad_epochs = value, 0
             if self.dist.is_main:
@@ -299,11 +325,9 @@ class Engine:
         if self.bad_epochs >= self.trainer.early_stopping.patience:
             self.stopped = True
             log.info(
-                "early stopping: %s has not improved for %d epochs (best %.4f)",
-                self.monitor,
-                self.bad_epochs,
-                self.best,
-            )
+                "early stopping: %s has not improved for %d epochs (best %s)",
+                self.monitor, self.bad_epochs, "none" if self.best is None else f"{self.best:.4f}",
+            )  # fmt: skip
 
     def load_best(self) -> None:
         """The best epoch's weights; the last ones if no epoch ever improved the monitor."""

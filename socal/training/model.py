@@ -63,9 +63,10 @@ def _from_pretrained(source: str, overrides: dict) -> VideoMAEForVideoClassifica
     new = sorted({*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])})
     not_head = [key for key in new if not key.startswith(HEAD)]
     if not_head:
+        shown = ", ".join(not_head[:3]) + (", ..." if len(not_head) > 3 else "")
         raise UserError(
-            f"model.source={source} lacks {len(not_head)} encoder weights ({', '.join(not_head[:3])}"
-            f"{', ...' if len(not_head) > 3 else ''}): not a VideoMAE checkpoint of this shape"
+            f"model.source={source} lacks {len(not_head)} encoder weights ({shown}): "
+            "not a VideoMAE checkpoint of this shape"
         )
     log.info("model: %s; new (randomly initialised): %s", source, ", ".join(new) or "nothing")
     return model

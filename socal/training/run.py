@@ -21,6 +21,7 @@ from socal.data.sampling import EpochSampler
 from socal.data.splits import split_table, split_trials
 from socal.data.synthetic import data_root
 from socal.errors import UserError
+from socal.monitor import monitor_mode
 from socal.training import checkpoint, distributed
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions, log_metrics
@@ -29,13 +30,9 @@ from socal.training.metrics import baselines, results_table, task_metrics
 from socal.training.model import build_model
 from socal.training.optim import build_optimizer, build_scheduler
 from socal.training.runtime import resolve_device, resolve_precision, seed_everything
+from socal.training.weighting import positive_weight
 
 log = logging.getLogger(__name__)
-
-MONITORS = {
-    "classification": ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_auroc", "val_f1"),
-    "regression": ("val_loss", "val_rmse", "val_mae", "val_r2"),
-}
 
 
 def task_of(cfg: DictConfig) -> str:
@@ -61,11 +58,7 @@ def check_settings(cfg: DictConfig, task: str) -> None:
         raise UserError(
             "trainer.epochs, trainer.batch_size and trainer.grad_accum_steps must be >= 1"
         )
-    if cfg.trainer.early_stopping.metric not in MONITORS[task]:
-        raise UserError(
-            f"trainer.early_stopping.metric={cfg.trainer.early_stopping.metric} is not one of "
-            f"{', '.join(MONITORS[task])} for data.target={cfg.data.target.value}"
-        )
+    monitor_mode(task, cfg.trainer.early_stopping.metric, cfg.trainer.early_stopping.mode)
 
 
 def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) -> DataLoader:
@@ -143,7 +136,8 @@ def build_engine(
     loaders = {name: _loader(ds, cfg, name == "train", dist) for name, ds in datasets.items()}
     optimizer = build_optimizer(cfg.optimizer, model)
     steps = -(-len(loaders["train"]) // cfg.trainer.grad_accum_steps)
-    mode = cfg.trainer.early_stopping.mode.value
+    stopping = cfg.trainer.early_stopping
+    mode = monitor_mode(task, stopping.metric, stopping.mode).value
     scheduler = build_scheduler(cfg.scheduler, optimizer, steps, cfg.trainer.epochs, mode)
     labels = np.array([t.label for t in subsets["train"]])
     scale = (0.0, 1.0) if task == "classification" else (labels.mean(), labels.std() or 1.0)
@@ -151,6 +145,7 @@ def build_engine(
     engine = Engine(
         model, optimizer, scheduler, cfg.trainer, device, precision, task, scale,
         checkpoint_dir, semantic_config(cfg), dist, stop,
+        positive_weight(cfg.trainer, task, labels),
     )  # fmt: skip
     if not cfg.trainer.resume and dist.is_main:
         checkpoint.clear(checkpoint_dir)

@@ -1,0 +1,43 @@
+"""Which validation metrics a run can monitor, and which way is better for each.
+
+Early stopping, ReduceLROnPlateau, the best checkpoint and a sweep's objective all follow the
+metric: scores (accuracy, AUROC, F1, R^2, ...) are maximised, losses and errors minimised.
+``trainer.early_stopping.mode`` may stay unset (the metric decides) or repeat that direction;
+a mode against the metric would keep the worst epoch and is refused. Torch-free, so that the
+launcher can use it too.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from socal.config import Mode
+from socal.errors import UserError
+
+MAXIMIZE = ("val_accuracy", "val_balanced_accuracy", "val_auroc", "val_f1", "val_r2")
+MINIMIZE = ("val_loss", "val_rmse", "val_mae")
+MONITORS = {
+    "classification": ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_auroc", "val_f1"),
+    "regression": ("val_loss", "val_rmse", "val_mae", "val_r2"),
+}
+# When the monitor is NaN (AUROC on a one-class validation set, R^2 on one trial), the epoch
+# cannot be compared: it is never the best, counts as not improving, and is said.
+NAN_RULE = "a NaN epoch is never the best and counts towards the early-stopping patience"
+
+
+def monitor_mode(task: str, metric: str, mode: Optional[Mode | str]) -> Mode:
+    """The direction of ``metric``; a UserError for a metric of another task or a contrary mode."""
+    if metric not in MONITORS[task]:
+        raise UserError(
+            f"trainer.early_stopping.metric={metric} is not one of "
+            f"{', '.join(MONITORS[task])} for {task} (data.target)"
+        )
+    direction = Mode.max if metric in MAXIMIZE else Mode.min
+    if mode is not None and Mode(mode) is not direction:
+        raise UserError(
+            f"trainer.early_stopping.mode={Mode(mode).value} contradicts "
+            f"trainer.early_stopping.metric={metric}, which is better when "
+            f"{'higher' if direction is Mode.max else 'lower'}: drop the mode (the metric "
+            f"decides) or set mode={direction.value}"
+        )
+    return direction
