@@ -51,7 +51,8 @@ class CacheMode(str, Enum):
 class Normalization(str, Enum):
     imagenet = "imagenet"
     videomae = "videomae"
-    socal = "socal"
+    # Constants measured once on the frames of the whole public release (test trials included).
+    socal_release = "socal_release"
 
 
 class SplitStrategy(str, Enum):

@@ -109,7 +109,7 @@ def test_augmentation_draws_once_per_clip(tmp_path: Path) -> None:
 def test_evaluation_clips_are_deterministic_and_normalised(tmp_path: Path) -> None:
     frames = _write_frames(tmp_path / "t", list(range(70)))
     data = _data_config(start_s=0, length_s=60, jitter=True)
-    data.normalization = Normalization.socal
+    data.normalization = Normalization.socal_release
     dataset = ClipDataset([Trial("S1T1", "1", 1.0, frames)], data, 32, train=False, seed=0)
     first = _finished(dataset)
     dataset.set_epoch(3)

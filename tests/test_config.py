@@ -66,6 +66,10 @@ def test_sgd_has_momentum_and_nesterov() -> None:
         ("optimizer.momentum=0.9", "optimizer.momentum"),  # adamw has no momentum
         ("data.window.length=30", "data.window.length"),
         ("model.arch.hiden_size=8", "model.arch.hiden_size"),
+        # Renamed: the constants are the whole release's, not the training split's.
+        ("data.normalization=socal", "data.normalization"),
+        ("trainer.class_weight=inverse", "trainer.class_weight"),
+        ("trainer.early_stopping.mode=maximum", "trainer.early_stopping.mode"),
     ],
 )
 def test_typo_or_wrong_type_fails_at_compose_time_naming_the_key(override: str, named: str) -> None:
@@ -82,3 +86,9 @@ def test_demo_experiment_is_self_contained() -> None:
     cfg = compose_train(["experiment=demo"])
     assert cfg.model.source is None and cfg.trainer.device.value == "cpu"
     assert cfg.data.synthetic is not None and "synthetic" in cfg.data.root
+
+
+def test_class_weights_are_off_and_the_monitor_decides_its_direction_by_default() -> None:
+    trainer = compose_train(["data.root=x"]).trainer
+    assert trainer.pos_weight is None and trainer.class_weight is None
+    assert trainer.early_stopping.mode is None

@@ -92,8 +92,8 @@ def test_eval_path_equals_the_cpu_transform() -> None:
     clip = torch.randint(0, 256, (4, 3, 40, 71), dtype=torch.uint8)
     params = draw_params(np.random.default_rng(0), None, 40, 71, 32)
     batch = crop_clip(clip, params, 32)[None]
-    tensors = {k: v[None] for k, v in params_tensors(params, Normalization.socal).items()}
-    expected = reference_transform(32, Normalization.socal, None)(clip)
+    tensors = {k: v[None] for k, v in params_tensors(params, Normalization.socal_release).items()}
+    expected = reference_transform(32, Normalization.socal_release, None)(clip)
     assert torch.allclose(finish_clips(batch, tensors)[0], expected, atol=1e-5)
 
 
@@ -145,7 +145,8 @@ def test_finish_clips_ignores_the_memory_layout_it_is_given() -> None:
     """Collate in a worker gives contiguous batches, in the main process channels-last ones."""
     clip = torch.randint(0, 256, (2, 3, 3, 16, 16), dtype=torch.uint8)
     params = draw_params(np.random.default_rng(1), AugmentConfig(), 16, 16, 16)
-    tensors = {k: v[None].expand(2, *v.shape) for k, v in params_tensors(params, "socal").items()}
+    tensors = params_tensors(params, "socal_release")
+    tensors = {k: v[None].expand(2, *v.shape) for k, v in tensors.items()}
     strided = clip.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     out = finish_clips(strided, tensors)
     assert out.is_contiguous() and torch.equal(out, finish_clips(clip, tensors))

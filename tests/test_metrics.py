@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socal.config import SplitConfig
+from socal.config import SplitConfig, WindowConfig
 from socal.data.index import Trial, index_folder
 from socal.data.splits import split_trials
 from socal.training.metrics import (
@@ -83,12 +83,33 @@ def test_length_baseline_on_synthetic_folders_with_and_without_the_leak(tmp_path
     assert abs(aurocs[False] - 0.5) < 0.2
 
 
-def test_table_says_when_length_beats_the_model() -> None:
+def test_table_says_when_length_beats_the_model_comparing_with_the_applicable_baseline() -> None:
     model = {"accuracy": 0.7, "auroc": 0.72, "confusion_matrix": [[1, 1], [1, 1]]}
     ref = {
         "majority": {"accuracy": 0.65, "auroc": 0.5},
         "trial_length": {"accuracy": 0.95, "auroc": 0.97},
+        "trial_length_window": {"accuracy": 0.6, "auroc": 0.62},
     }
-    assert "trial length alone beats the model" in results_table("classification", model, ref)
-    ref["trial_length"]["accuracy"] = 0.6
-    assert "beats" not in results_table("classification", model, ref)
+    whole = results_table("classification", model, ref, WindowConfig(length_s=None))
+    assert "trial length alone (trial_length: the full length) beats the model" in whole
+    # Clips from the first 60 s: only the windowed fit applies, and the model beats it.
+    assert "beats" not in results_table("classification", model, ref, WindowConfig())
+    ref["trial_length_window"]["accuracy"] = 0.8
+    windowed = results_table("classification", model, ref, WindowConfig())
+    assert "trial length alone (trial_length_window: min(length, 60 s)" in windowed
+
+
+def test_the_windowed_length_baseline_sees_only_whether_a_trial_ends_inside_the_window() -> None:
+    """Failures are long, successes short, but all are longer than the window: the windowed
+    fit has nothing to go on, while the full-length fit is perfect (the leak)."""
+    train, test = _trials(200, True, 0), _trials(200, True, 1)
+    result = baselines("classification", train, test, WindowConfig(length_s=50))
+    assert result["trial_length"]["auroc"] > 0.95
+    assert result["trial_length_window"] == result["majority"]
+    # A window longer than some successes: the padding leaks, and the windowed fit sees it.
+    long_window = baselines("classification", train, test, WindowConfig(length_s=150))
+    assert long_window["trial_length_window"]["auroc"] > 0.7
+    assert (
+        baselines("classification", train, test, WindowConfig(length_s=None))["trial_length_window"]
+        == result["trial_length"]
+    )

@@ -165,11 +165,14 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
     test = engine.predict(loaders["test"])
     val = engine.predict(loaders["val"])
     metrics = task_metrics(engine.task, test.labels, test.outputs)
-    reference = baselines(engine.task, subsets["train"], subsets["test"])
+    window = cfg.data.window
+    reference = baselines(engine.task, subsets["train"], subsets["test"], window)
     result = {
         "task": engine.task,
         "target": cfg.data.target.value,
         "test": metrics,
+        # The best epoch's validation metrics (the weights tested); for choosing, never test.
+        "val": {"loss": val.loss, **task_metrics(engine.task, val.labels, val.outputs)},
         "baselines": reference,
         "n_trials": {name: len(trials) for name, trials in subsets.items()},
         "epochs_trained": engine.epoch,
@@ -180,7 +183,7 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         log_metrics("test_", metrics)
         # Last metric line: the objective a sweeper or a SageMaker tuning job reads (never test).
         log_metrics("best_", {engine.monitor: engine.best})
-        table = results_table(engine.task, metrics, reference)
+        table = results_table(engine.task, metrics, reference, window)
         log.info("test results (%d trials):\n%s", len(test.labels), table)
         tables = [
             _predictions_table("val", subsets["val"], val, engine.task),
