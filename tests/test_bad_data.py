@@ -178,7 +178,7 @@ def test_frame_problem_needs_no_readable_directory_entry(tmp_path: Path) -> None
     assert frame_problem(tmp_path / "file" / "below.jpeg")[0] == "missing_frame_files"
 
 
-def test_messy_outcomes_csv_is_read_as_meant(folder: Path) -> None:
+def test_messy_csvs_are_read_as_meant(folder: Path) -> None:
     """BOM, CRLF, spaces around ids and headers, 1.0/0.0 labels, repeated rows."""
     clean, _ = index_folder(folder)
     table = pd.read_csv(folder / OUTCOMES_CSV, dtype=str, keep_default_na=False)
@@ -192,12 +192,19 @@ def test_messy_outcomes_csv_is_read_as_meant(folder: Path) -> None:
     table = pd.concat([table, extra, other])
     text = table.rename(columns={"success": " success "}).to_csv(index=False, lineterminator="\r\n")
     (folder / OUTCOMES_CSV).write_bytes(b"\xef\xbb\xbf" + text.encode())
+    mapping = pd.read_csv(folder / MAPPING_CSV, dtype=str)
+    mapping["trial_id"] = mapping["trial_id"] + " "
+    mapping = pd.concat([mapping, mapping.iloc[:3]])  # repeated rows are kept once
+    text = mapping.to_csv(index=False, lineterminator="\r\n")
+    (folder / MAPPING_CSV).write_bytes(b"\xef\xbb\xbf" + text.encode())
 
     trials, report = index_folder(folder)
     assert report.duplicate_rows == [repeated]
     assert report.duplicate_trial_ids == [conflicting]
-    expected = {(t.trial_id, t.participant, t.label) for t in clean if t.trial_id != conflicting}
-    assert {(t.trial_id, t.participant, t.label) for t in trials} == expected
+    expected = {(t.trial_id, t.participant, t.label, t.frames) for t in clean
+                if t.trial_id != conflicting}  # fmt: skip
+    assert {(t.trial_id, t.participant, t.label, t.frames) for t in trials} == expected
+    assert not report.frame_gaps
 
 
 def test_a_label_that_is_not_a_number_is_reported(folder: Path) -> None:

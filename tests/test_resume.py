@@ -18,6 +18,7 @@ from socal.training.checkpoint import LAST, PREVIOUS, load
 from socal.training.distributed import Dist
 from socal.training.engine import Engine
 from socal.training.interrupt import StopSignal
+from socal.training.metrics import task_metrics
 from socal.training.run import build_engine, load_trials
 
 from support import REPO, TINY, compose_train, read_metrics, run_train, synthetic_folder
@@ -219,6 +220,17 @@ def test_torchrun_two_cpu_processes(tmp_path: Path, data_root: Path) -> None:
     assert metrics["n_trials"]["test"] == len(test)
     assert len(pd.read_csv(run_dir / "history.csv")) == 2
     assert (run_dir / "train.log").read_text().count("test_accuracy=") == 1
+    # The metrics gathered from two ranks equal one process evaluating the same weights.
+    cfg = compose_train([f"data.root={data_root}", *TINY, "trainer.epochs=2"])
+    single = tmp_path / "single"
+    single.mkdir()
+    subsets = load_trials(cfg, single, Dist())
+    engine, loaders = build_engine(cfg, subsets, single, Dist(), StopSignal(), torch.device("cpu"))
+    engine.module.load_state_dict(load(run_dir / "checkpoints" / "best.pt"))
+    alone_test = engine.predict(loaders["test"])
+    expected = task_metrics("classification", alone_test.labels, alone_test.outputs)
+    assert metrics["test"].pop("confusion_matrix") == expected.pop("confusion_matrix")
+    assert metrics["test"] == pytest.approx(expected)
     # Its checkpoint holds two ranks' state: one process cannot continue it exactly.
     alone = run_train(
         run_dir, [f"data.root={data_root}", *TINY, "trainer.epochs=2"], check=False

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    recall_score,
+    roc_auc_score,
+)
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
 from support import TINY, read_metrics, run_train, synthetic_folder
@@ -48,6 +58,39 @@ def test_a_run_writes_every_result(tmp_path: Path, data_root: Path) -> None:
     assert "test_accuracy=" in log and "val_loss=" in log
 
 
+def test_metrics_json_is_what_scikit_learn_computes_from_predictions_csv_at_the_best_epoch(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """Recomputed independently: test and validation metrics from predictions.csv, and the
+    tested weights (best.pt) are those of the epoch with the highest val_auroc in history.csv."""
+    run_dir = small_run(
+        tmp_path, data_root, "trainer.epochs=4", "trainer.early_stopping.metric=val_auroc"
+    )
+    metrics = read_metrics(run_dir)
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    for subset in ("test", "val"):
+        rows = predictions[predictions.subset == subset]
+        y, p, hard = rows.label.astype(int), rows.probability, rows.prediction
+        assert (hard == (p >= 0.5)).all()
+        expected = {
+            "accuracy": accuracy_score(y, hard),
+            "balanced_accuracy": balanced_accuracy_score(y, hard),
+            "auroc": roc_auc_score(y, p),
+            "f1": f1_score(y, hard),
+            "sensitivity": recall_score(y, hard),
+            "specificity": recall_score(1 - y, 1 - hard),
+        }
+        assert {k: metrics[subset][k] for k in expected} == pytest.approx(expected), subset
+        assert metrics[subset]["confusion_matrix"] == confusion_matrix(y, hard).tolist()
+    history = pd.read_csv(run_dir / "history.csv")
+    best = history.loc[history.val_auroc.idxmax()]  # the first of equal values, as the engine
+    assert metrics["best_val"] == {"val_auroc": pytest.approx(best.val_auroc)}
+    for key in ("loss", "accuracy", "auroc", "f1"):
+        assert metrics["val"][key] == pytest.approx(best[f"val_{key}"]), key
+    log = (run_dir / "train.log").read_text()
+    assert f"best_val_auroc={metrics['best_val']['val_auroc']:.6g}" in log
+
+
 def test_same_seed_gives_the_same_metrics(tmp_path: Path, data_root: Path) -> None:
     first = read_metrics(small_run(tmp_path / "a", data_root))
     second = read_metrics(small_run(tmp_path / "b", data_root))
@@ -57,15 +100,25 @@ def test_same_seed_gives_the_same_metrics(tmp_path: Path, data_root: Path) -> No
     assert (other / "history.csv").read_text() != history  # the seed matters
 
 
-def test_blood_loss_regression_reports_ml_errors(tmp_path: Path, data_root: Path) -> None:
-    run_dir = small_run(
-        tmp_path, data_root, "data.target=blood_loss", "trainer.early_stopping.metric=val_rmse"
-    )
+def test_blood_loss_regression_learns_a_learnable_target(tmp_path: Path) -> None:
+    """Synthetic blood loss follows the visual signal: the regressor beats the training mean,
+    and its predictions stay within the range of the training targets."""
+    root = synthetic_folder(tmp_path, trials=64, seed=0)
+    run_dir = tmp_path / "run"
+    run_train(run_dir, [
+        f"data.root={root}", *TINY, "trainer.epochs=8", "data.target=blood_loss",
+        "trainer.early_stopping.metric=val_rmse",
+    ])  # fmt: skip
     metrics = read_metrics(run_dir)
-    assert metrics["task"] == "regression"
-    assert {"rmse", "mae", "r2"} == set(metrics["test"])
-    assert metrics["test"]["rmse"] > 0
-    assert "predicted" in pd.read_csv(run_dir / "predictions.csv")
+    assert metrics["task"] == "regression" and {"rmse", "mae", "r2"} == set(metrics["test"])
+    assert metrics["test"]["rmse"] < 0.8 * metrics["baselines"]["majority"]["rmse"]
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    split = pd.read_csv(run_dir / "split.csv")
+    train = split[split.subset == "train"].label
+    assert predictions.predicted.between(train.min(), train.max()).all()
+    test = predictions[predictions.subset == "test"]
+    rmse = float(np.sqrt(np.mean((test.predicted - test.label) ** 2)))
+    assert metrics["test"]["rmse"] == pytest.approx(rmse)
 
 
 def test_model_from_a_local_save_pretrained_directory(tmp_path: Path, data_root: Path) -> None:
@@ -82,7 +135,20 @@ def test_model_from_a_local_save_pretrained_directory(tmp_path: Path, data_root:
     VideoMAEForVideoClassification(config).save_pretrained(saved)
     run_dir = small_run(tmp_path, data_root, f"model.source={saved}")
     assert read_metrics(run_dir)["n_trials"]["test"] > 0
-    assert "model: " + str(saved) in (run_dir / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
+    # Only the one-output classifier is new: the encoder and fc_norm come from the directory
+    # (tensor by tensor in test_model.py).
+    new = "new (randomly initialised): classifier.bias, classifier.weight\n"
+    assert f"model: {saved}; {new}" in log
+
+
+def test_a_zero_byte_frame_is_reported_and_training_runs(tmp_path: Path, data_root: Path) -> None:
+    """The crash this issue began with: one empty JPEG (an interrupted copy) in the folder."""
+    root = Path(shutil.copytree(data_root, tmp_path / "socal"))
+    empty = sorted((root / "JPEGImages").iterdir())[7]
+    empty.write_bytes(b"")
+    run_dir = small_run(tmp_path, root, "trainer.epochs=1")
+    assert f"not jpeg frames: 1 ({empty.name})" in (run_dir / "train.log").read_text()
 
 
 def test_the_demo_learns_the_signal_on_held_out_trials(tmp_path: Path) -> None:
@@ -116,6 +182,10 @@ def test_the_demo_learns_the_signal_on_held_out_trials(tmp_path: Path) -> None:
         (
             ["DATA", *TINY, "optimizer=sgd", "optimizer.lr=1e12", "trainer.grad_clip=null"],
             "training diverged",
+        ),
+        (
+            ["DATA", "trainer.early_stopping.metric=val_auroc", "trainer.early_stopping.mode=min"],
+            "trainer.early_stopping.mode=min contradicts trainer.early_stopping.metric=val_auroc",
         ),
     ],
 )

@@ -96,6 +96,7 @@ def _frames_from_mapping(root: Path, frames_dir: Path) -> pd.DataFrame:
     missing = [c for c in ("frame", "trial_id", "frame_number") if c not in table.columns]
     if missing:
         raise UserError(f"{path} lacks column(s) {', '.join(missing)}; it has {list(table)}")
+    table["frame_number"] = numeric_labels(table["frame_number"])
     table = table.dropna(subset=["frame", "trial_id", "frame_number"])
     table["path"] = [frames_dir / name for name in table["frame"]]
     table = table.sort_values(["trial_id", "frame_number"], kind="stable")

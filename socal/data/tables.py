@@ -34,7 +34,7 @@ def read_table(path: Path, text_columns: tuple[str, ...]) -> tuple[pd.DataFrame,
 
 
 def numeric_labels(values: pd.Series) -> pd.Series:
-    """Labels as floats (``1``, ``1.0`` and `` 1 `` alike); anything else becomes NaN."""
+    """Labels (or frame numbers) as floats: ``1``, ``1.0`` and `` 1 `` alike; else NaN."""
     if values.dtype == object:
         values = values.astype(str).str.strip()
     return pd.to_numeric(values, errors="coerce")
