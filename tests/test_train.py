@@ -19,6 +19,8 @@ from sklearn.metrics import (
 )
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
+from socal.data.index import index_folder
+
 from support import TINY, read_metrics, run_train, synthetic_folder
 
 pytestmark = pytest.mark.slow
@@ -145,7 +147,7 @@ def test_model_from_a_local_save_pretrained_directory(tmp_path: Path, data_root:
 def test_a_zero_byte_frame_is_reported_and_training_runs(tmp_path: Path, data_root: Path) -> None:
     """The crash this issue began with: one empty JPEG (an interrupted copy) in the folder."""
     root = Path(shutil.copytree(data_root, tmp_path / "socal"))
-    empty = sorted((root / "JPEGImages").iterdir())[7]
+    empty = index_folder(root)[0][0].frames[7]
     empty.write_bytes(b"")
     run_dir = small_run(tmp_path, root, "trainer.epochs=1")
     assert f"not jpeg frames: 1 ({empty.name})" in (run_dir / "train.log").read_text()
