@@ -21,7 +21,7 @@ from socal.errors import UserError
 from socal.monitor import NAN_RULE, monitor_mode
 from socal.training.engine import Engine, Predictions
 from socal.training.optim import build_scheduler
-from socal.training.weighting import accumulation_samples, positive_weight
+from socal.training.weighting import positive_weight
 
 FEATURES = 6
 
@@ -103,13 +103,6 @@ def test_accumulated_steps_equal_one_big_batch_of_the_samples_they_saw(tmp_path:
     torch.nn.functional.binary_cross_entropy_with_logits(manual(x).logits.squeeze(-1), y).backward()
     expected = torch.cat([(p - 0.1 * p.grad).flatten() for p in manual.parameters()])
     assert torch.allclose(weights(e), expected.detach(), atol=1e-6)
-
-
-def test_accumulation_group_sizes() -> None:
-    # 10 samples in batches of 4 (4, 4, 2), groups of 2 batches: 8 then 2.
-    assert [accumulation_samples(b, 2, 4, 10) for b in range(3)] == [8, 8, 2]
-    assert [accumulation_samples(b, 1, 4, 10) for b in range(3)] == [4, 4, 2]
-    assert [accumulation_samples(b, 5, 4, 10) for b in range(3)] == [10, 10, 10]
 
 
 def test_pos_weight_scales_the_success_class_loss(tmp_path: Path) -> None:

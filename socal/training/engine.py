@@ -29,7 +29,6 @@ from socal.training.distributed import Dist, all_gather, barrier
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.runtime import autocast, rng_state, set_rng_state
-from socal.training.weighting import accumulation_samples
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +95,7 @@ class Engine:
         self.step = 0
         self.batches_done = 0  # inside the current epoch
         self.loss_sum, self.loss_count = 0.0, 0
+        self.group_samples = 0  # since the last optimizer step (steps and saves coincide)
         self.best: Optional[float] = None
         self.bad_epochs = 0
         self.stopped = False
@@ -198,7 +198,6 @@ class Engine:
         self.model.train()
         accum = self.trainer.grad_accum_steps
         total_batches = self.batches_done + len(loader)
-        epoch_samples = self.batches_done * loader.batch_size + len(loader.sampler)
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}/{self.trainer.epochs}",
@@ -217,8 +216,8 @@ class Engine:
                     f"training diverged: the loss is {value} at epoch {self.epoch + 1} "
                     f"step {self.batches_done + 1}; lower optimizer.lr or set trainer.grad_clip"
                 )
-            group = accumulation_samples(self.batches_done, accum, loader.batch_size, epoch_samples)
-            self.scaler.scale(losses.sum() / group).backward()
+            self.scaler.scale(losses.sum() / self._full_group).backward()
+            self.group_samples += len(labels)
             self.batches_done += 1
             self.loss_sum += value * len(labels)
             self.loss_count += len(labels)
@@ -235,7 +234,22 @@ class Engine:
         sums = all_gather((self.loss_sum, self.loss_count), self.dist)
         return sum(s for s, _ in sums) / max(sum(c for _, c in sums), 1)
 
+    @property
+    def _full_group(self) -> int:
+        return self.trainer.batch_size * self.trainer.grad_accum_steps
+
     def _optimizer_step(self) -> None:
+        """One step on the mean gradient of the samples since the last one.
+
+        Losses are summed and divided by a full group's size, so a short last batch or group
+        (fewer samples) is rescaled here to the mean over the samples it really has, as one
+        big batch of them would give.
+        """
+        if self.group_samples != self._full_group:
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(self._full_group / self.group_samples)
+        self.group_samples = 0
         if self.trainer.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)

@@ -1,4 +1,4 @@
-"""How samples are weighted in the loss: class imbalance, and uneven accumulation groups."""
+"""Class imbalance: how much the success class weighs in the loss."""
 
 from __future__ import annotations
 
@@ -35,14 +35,3 @@ def positive_weight(trainer: DictConfig, task: str, labels: np.ndarray) -> Optio
         weight = (len(labels) - positives) / positives
     log.info("loss: success class weighted %.4f (failures count 1)", weight)
     return weight
-
-
-def accumulation_samples(batch: int, accum: int, batch_size: int, epoch_samples: int) -> int:
-    """Samples in the optimizer step that batch number ``batch`` (of the epoch) belongs to.
-
-    Batches are full except the epoch's last one, and the last group may hold fewer than
-    ``accum`` batches: dividing each batch's summed loss by this count makes every step the
-    mean over the samples it actually saw, as one big batch of them would.
-    """
-    first = batch - batch % accum
-    return min((first + accum) * batch_size, epoch_samples) - first * batch_size
