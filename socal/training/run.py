@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -182,7 +183,8 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
     if engine.dist.is_main:
         log_metrics("test_", metrics)
         # Last metric line: the objective a sweeper or a SageMaker tuning job reads (never test).
-        log_metrics("best_", {engine.monitor: engine.best})
+        # NaN when no epoch had a value (see socal.monitor.NAN_RULE), never a missing line.
+        log_metrics("best_", {engine.monitor: math.nan if engine.best is None else engine.best})
         table = results_table(engine.task, metrics, reference, window)
         log.info("test results (%d trials):\n%s", len(test.labels), table)
         tables = [
