@@ -50,7 +50,8 @@ def test_a_run_writes_every_result(tmp_path: Path, data_root: Path) -> None:
     metrics = read_metrics(run_dir)
     expected = {"accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity"}
     assert expected <= set(metrics["test"]) and len(metrics["test"]["confusion_matrix"]) == 2
-    assert set(metrics["baselines"]) == {"majority", "trial_length"}
+    assert set(metrics["baselines"]) == {"majority", "trial_length", "trial_length_window"}
+    assert set(metrics["val"]) == {"loss"} | set(metrics["test"])
     split = pd.read_csv(run_dir / "split.csv")
     predictions = pd.read_csv(run_dir / "predictions.csv")
     test_trials = sorted(split[split.subset == "test"].trial)
