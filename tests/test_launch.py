@@ -216,6 +216,7 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     tuned = {
         **job["HyperParameters"],
         "optimizer__lr": "0.0005",
+        "socal_tuned": "optimizer__lr",
         "_tuning_objective_metric": "val_loss",
     }
     run = local_container.run(tuned, archive, socal_folder, tmp_path / "tuned", name)
