@@ -216,9 +216,10 @@ def plan(
     job = sagemaker_job.plan(cfg, choices, None, dry_run)
     name = f"{job.base_job_name}-{datetime.now():{TIMESTAMP}}"
     if len(name) > MAX_TUNING_JOB_NAME:
+        limit = MAX_TUNING_JOB_NAME - (len(name) - len(job.base_job_name))
         raise UserError(
-            f"sagemaker.base_job_name={job.base_job_name}: a tuning job name takes at most "
-            f"{MAX_TUNING_JOB_NAME - len(TIMESTAMP) - 3} characters before its timestamp"
+            f"sagemaker.base_job_name={job.base_job_name}: a tuning job's base name takes at "
+            f"most {limit} characters"
         )
     train = sagemaker_job.training_config(cfg)
     ranges = search_space(sweeps, train, job.hyperparameters, hyperparams.training_groups())

@@ -68,8 +68,14 @@ class ParameterRange:
 def split_overrides(arguments: Iterable[str]) -> tuple[list[str], list[Override]]:
     """Plain overrides (compose the base job) and sweep overrides (the search space)."""
     parsed = OverridesParser.create().parse_overrides(list(arguments))
-    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-    return plain, [o for o in parsed if o.is_sweep_override()]
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    fixed = {o.key_or_group for o in parsed if not o.is_sweep_override()}
+    for override in sweeps:
+        if override.key_or_group in fixed:
+            raise UserError(
+                f"{override.key_or_group} is given a value and a search space: drop one"
+            )
+    return [o.input_line for o in parsed if not o.is_sweep_override()], sweeps
 
 
 def _is_int_setting(train: DictConfig, dotted: str) -> bool:
@@ -104,8 +110,7 @@ def _interval(override: Override, key: str, integer: bool) -> ParameterRange:
     )
 
 
-def _values(override: Override, key: str) -> list[Any]:
-    values = list(override.sweep_iterator())
+def _check_values(override: Override, values: list[Any]) -> None:
     if any(isinstance(v, (dict, list)) for v in values):
         raise UserError(f"{override.input_line}: only scalar values can be tuned")
     if len(values) > MAX_CATEGORICAL_VALUES:
@@ -113,7 +118,6 @@ def _values(override: Override, key: str) -> list[Any]:
             f"{override.input_line}: {len(values)} values, SageMaker accepts at most "
             f"{MAX_CATEGORICAL_VALUES} per categorical range"
         )
-    return values
 
 
 def to_range(
@@ -139,7 +143,7 @@ def to_range(
     integer = _is_int_setting(train, key)
     if override.is_interval_sweep():
         return _interval(override, key, integer)
-    values = _values(override, key)
+    values = list(override.sweep_iterator())
     sweep = override.value()
     if (
         isinstance(sweep, RangeSweep)
@@ -157,6 +161,7 @@ def to_range(
         )
     if LOG in tags:
         raise UserError(f"{override.input_line}: log scaling applies to interval or range only")
+    _check_values(override, values)
     return ParameterRange(key=hp_key(key), kind="Categorical", values=tuple(map(to_text, values)))
 
 
