@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +11,7 @@ from omegaconf import OmegaConf
 
 from socal.search import maximised
 
-from support import CONF, REPO, TINY
+from support import CONF, TINY, run_train
 
 
 @pytest.mark.parametrize(
@@ -37,31 +34,27 @@ def test_optuna_direction_follows_the_early_stopping_metric(metric: str, directi
 
 
 @pytest.mark.slow
-def test_a_three_trial_search_picks_the_best_validation_trial(tmp_path: Path) -> None:
+def test_a_three_trial_search_picks_the_best_validation_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOCAL_CACHE_DIR", str(tmp_path / "cache"))
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "SOCAL_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    args = [
-        "-m",
-        "hydra/sweeper=optuna",
-        *(o for o in TINY if not o.startswith("optimizer.lr=")),
-        "data=synthetic",
-        "data.synthetic.trials=24",
-        "trainer.epochs=2",
-        "trainer.early_stopping.metric=val_loss",
-        "optimizer.lr=tag(log,interval(1e-5,1e-2))",
-        "trainer.dropout=interval(0.0,0.5)",
-        "hydra.sweeper.n_trials=3",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    proc = subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run_train(
+        sweep,
+        [
+            "-m",
+            "hydra/sweeper=optuna",
+            *(o for o in TINY if not o.startswith("optimizer.lr=")),
+            "data=synthetic",
+            "data.synthetic.trials=24",
+            "trainer.epochs=2",
+            "trainer.early_stopping.metric=val_loss",
+            "optimizer.lr=tag(log,interval(1e-5,1e-2))",
+            "trainer.dropout=interval(0.0,0.5)",
+            "hydra.sweeper.n_trials=3",
+            f"hydra.sweep.dir={sweep}",
+        ],
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
     results = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))
 
     # Recompute each trial's objective from its own history: the lowest validation loss.

@@ -30,7 +30,7 @@ from socal.sagemaker.launch_config import register
 from socal.sagemaker.tuning_space import check_candidates, search_space, split_overrides
 
 from support import CONF, REPO, TINY_JOB
-from test_launch import NO_TORCH, ROLE, clean_env
+from test_launch import ROLE, clean_env, launch_without_torch
 
 BASE = [o for o in TINY_JOB if not o.startswith("trainer.batch_size=")]
 SPACE = [
@@ -214,12 +214,6 @@ def test_sm_hps_wins_over_the_legacy_toolkits_argv() -> None:
 
 
 def test_dry_run_prints_the_tuning_request_without_credentials_or_torch(tmp_path: Path) -> None:
-    env = clean_env(
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_ENDPOINT_URL="http://127.0.0.1:9",
-    )
     args = [
         "-m",
         "hydra/sweeper=sagemaker",
@@ -235,18 +229,9 @@ def test_dry_run_prints_the_tuning_request_without_credentials_or_torch(tmp_path
         *SPACE,
         f"hydra.sweep.dir={tmp_path}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    _, printed = launch_without_torch(args)
     request = json.loads((tmp_path / tuning.REQUEST_FILE).read_text())
-    printed = result.stdout[result.stdout.index("{\n") : result.stdout.index("\n}\n") + 2]
-    assert json.loads(printed) == request
+    assert printed == request
 
     config = request["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {
