@@ -42,7 +42,6 @@ def test_a_three_trial_search_picks_the_best_validation_trial(
     run_train(
         sweep,
         [
-            "-m",
             "hydra/sweeper=optuna",
             *(o for o in TINY if not o.startswith("optimizer.lr=")),
             "data=synthetic",
@@ -52,8 +51,8 @@ def test_a_three_trial_search_picks_the_best_validation_trial(
             "optimizer.lr=tag(log,interval(1e-5,1e-2))",
             "trainer.dropout=interval(0.0,0.5)",
             "hydra.sweeper.n_trials=3",
-            f"hydra.sweep.dir={sweep}",
         ],
+        multirun=True,
     )
     results = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -106,6 +107,8 @@ def test_the_override_grammar_becomes_sagemaker_ranges() -> None:
         ("optimizer.momentum=0.8,0.9", "optimizer.momentum is not a training setting"),
         ("trainer.epochs=1,2", "trainer.epochs is given a value and a search space"),
         ("optimizer.lr=tag(log,interval(0,1))", "must start above 0"),
+        ("split.seed=tag(log,range(0,5))", "must start above 0"),
+        ("optimizer.lr=interval(0.1,0.01)", "the interval's end must exceed its start"),
         ("split.folds=interval(1.5,3)", "integer setting: give integer bounds"),
         ("data.augment.hflip=range(0,1,0.03)", "34 values, SageMaker accepts at most 30"),
         ("optimizer.lr=tag(fast,interval(0.1,1))", "unknown tag 'fast'"),
@@ -283,13 +286,20 @@ def describe_tuning(name: str) -> dict:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def toolkit_trial(
-    hps: dict[str, str], data: Path, root: Path, job_name: str, env: dict[str, str]
+    hps: dict[str, str], data: Path, root: Path, job_name: str, env: dict[str, str], ckpt: Path
 ) -> subprocess.CompletedProcess:
     """One trial as the PyTorch image runs it: the legacy toolkit's own ``train`` entry point.
 
     ``root`` plays /opt/ml (SAGEMAKER_BASE_DIR): hyperparameters.json with the trial's values,
-    the training channel linked to ``data``, the host resolvable.
+    the training channel linked to ``data``, the host resolvable. ``ckpt`` plays
+    /opt/ml/checkpoints: what SageMaker copies there from the tuning job's checkpoint prefix.
     """
     config = root / "input" / "config"
     config.mkdir(parents=True)
@@ -307,7 +317,8 @@ def toolkit_trial(
         # What the PyTorch training image sets: its framework entry point.
         "SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main",
         "TRAINING_JOB_NAME": job_name,
-        container.CHECKPOINT_ENV: str(root / "checkpoints"),
+        container.CHECKPOINT_ENV: str(ckpt),
+        "PET_MASTER_PORT": str(free_port()),  # torchrun's port, when the trial uses torchrun
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "PIP_NO_INDEX": "1",  # requirements.txt is already satisfied here: never download
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -399,7 +410,8 @@ def test_a_tuning_job_on_a_local_endpoint_and_one_trial_through_the_legacy_toolk
     trial = f"{name}-003-5e1d2c9a"
     root = tmp_path / "opt_ml"
     hps = {**static, **tuned, "_tuning_objective_metric": "best_val_loss"}
-    run = toolkit_trial(hps, data, root, trial, env)
+    checkpoints = tmp_path / "checkpoints"
+    run = toolkit_trial(hps, data, root, trial, env, checkpoints)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
     assert "--trainer__resume True" in output  # the toolkit's str() argv was in play
@@ -424,5 +436,21 @@ def test_a_tuning_job_on_a_local_endpoint_and_one_trial_through_the_legacy_toolk
     assert values[-1] == pytest.approx(metrics["best_val"]["val_loss"], rel=1e-5)
 
     # Checkpoints in the trial's own folder under the tuning job's checkpoint prefix.
-    assert [p.name for p in (root / "checkpoints").iterdir()] == [trial]
-    assert (root / "checkpoints" / trial / "last.pt").exists()
+    assert [p.name for p in checkpoints.iterdir()] == [trial]
+    assert (checkpoints / trial / "last.pt").exists()
+
+    # Another trial finds the first one's checkpoints (one prefix for the whole tuning job) and
+    # must not resume them. On a multi-GPU instance it runs under torchrun: two CPU processes.
+    other = f"{name}-004-77aa01bc"
+    multi = {**hps, "optimizer__lr": "0.0001", "sagemaker_torch_distributed_enabled": "true"}
+    multi["sagemaker_mpi_num_of_processes_per_host"] = "2"  # the toolkit's count, GPUs here
+    run = toolkit_trial(multi, data, tmp_path / "opt_ml_2", other, env, checkpoints)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    assert "torchrun --nnodes 1 --nproc_per_node 2 train.py" in output
+    assert "resuming from" not in output
+    assert sorted(p.name for p in checkpoints.iterdir()) == [trial, other]
+    config = OmegaConf.load(tmp_path / "opt_ml_2" / "model" / "config.yaml")
+    assert config.optimizer.lr == 0.0001 and config.trainer.checkpoint_dir == str(
+        checkpoints / other
+    )

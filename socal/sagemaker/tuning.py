@@ -2,8 +2,8 @@
 
 ``plan()`` builds on the single-job plan (socal.sagemaker.job: the same checks, hyperparameters,
 image, channels and metric definitions) and adds what a tuning job needs; ``TuningPlan.request()``
-is the CreateHyperParameterTuningJob request a dry run prints; ``submit()`` creates the job with
-SDK v3's ``HyperparameterTuner`` from the ModelTrainer a single launch builds.
+is the CreateHyperParameterTuningJob request a dry run prints (socal.sagemaker.tuning_launch
+submits it with SDK v3's ``HyperparameterTuner``).
 
 What differs from a training job (SDK v3 ``sagemaker/train/tuner.py``, the tuning API):
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,8 +39,6 @@ from socal.sagemaker.hyperparams import TUNED_KEY
 from socal.sagemaker.launch_config import EarlyStoppingType, TuningStrategy
 from socal.sagemaker.tuning_space import ParameterRange, check_candidates, search_space
 from socal.search import maximised, objective_name
-
-log = logging.getLogger("socal.launch")
 
 REQUEST_FILE = "tuning_request.json"
 MAX_TUNING_JOB_NAME = 32
@@ -248,58 +245,3 @@ def save_request(tuning: TuningPlan, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / REQUEST_FILE).write_text(json.dumps(request, indent=2) + "\n")
     return request
-
-
-def submit(tuning: TuningPlan, archive: Path) -> str:
-    """Upload the archive, then create the tuning job with HyperparameterTuner; return its name."""
-    import boto3
-    from sagemaker.core.parameter import (
-        CategoricalParameter,
-        ContinuousParameter,
-        IntegerParameter,
-    )
-    from sagemaker.core.shapes import (
-        HyperbandStrategyConfig,
-        HyperParameterTuningJobStrategyConfig,
-    )
-    from sagemaker.train.tuner import HyperparameterTuner
-
-    from socal.sagemaker.submit import build_trainer
-
-    bucket, key = sagemaker_job.split_s3(tuning.code_uri)
-    boto3.session.Session(region_name=tuning.job.region).client("s3").upload_file(
-        str(archive), bucket, key
-    )
-    trainer = build_trainer(tuning.job, tuning.code_uri)
-    trainer.hyperparameters = tuning.trainer_hyperparameters()
-    ranges = {
-        r.key: (
-            CategoricalParameter(list(r.values))
-            if r.kind == "Categorical"
-            else (IntegerParameter if r.kind == "Integer" else ContinuousParameter)(
-                r.min_value, r.max_value, scaling_type=r.scaling
-            )
-        )
-        for r in tuning.ranges
-    }
-    strategy_config = None
-    if tuning.hyperband_epochs:
-        low, high = tuning.hyperband_epochs
-        strategy_config = HyperParameterTuningJobStrategyConfig(
-            hyperband_strategy_config=HyperbandStrategyConfig(min_resource=low, max_resource=high)
-        )
-    tuner = HyperparameterTuner(
-        model_trainer=trainer,
-        objective_metric_name=tuning.objective,
-        objective_type="Maximize" if tuning.maximise else "Minimize",
-        hyperparameter_ranges=ranges,
-        metric_definitions=tuning.job.metric_definitions,
-        strategy=tuning.strategy,
-        strategy_config=strategy_config,
-        max_jobs=tuning.max_jobs,
-        max_parallel_jobs=tuning.max_parallel_jobs,
-        early_stopping_type=tuning.early_stopping_type,
-        random_seed=tuning.random_seed,
-    )
-    tuner.tune(job_name=tuning.name, wait=False)
-    return tuning.name

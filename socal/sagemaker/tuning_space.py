@@ -97,6 +97,8 @@ def _interval(override: Override, key: str, integer: bool) -> ParameterRange:
     sweep = override.value()
     assert isinstance(sweep, IntervalSweep)
     log = LOG in sweep.tags
+    if sweep.end <= sweep.start:
+        raise UserError(f"{override.input_line}: the interval's end must exceed its start")
     if log and sweep.start <= 0:
         raise UserError(f"{override.input_line}: a log-scaled range must start above 0")
     if integer and not (float(sweep.start).is_integer() and float(sweep.end).is_integer()):
@@ -152,6 +154,8 @@ def to_range(
         and sweep.step == 1
         and values
     ):
+        if LOG in tags and values[0] <= 0:
+            raise UserError(f"{override.input_line}: a log-scaled range must start above 0")
         return ParameterRange(
             key=hp_key(key),
             kind="Integer",
