@@ -25,13 +25,13 @@ from omegaconf import OmegaConf
 from socal.config import semantic_config
 from socal.data.synthetic import SyntheticSpec, generate
 from socal.errors import UserError
-from socal.sagemaker import container, hyperparams, tuning
+from socal.sagemaker import container, hyperparams, tuning, tuning_space
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker.launch_config import register
 from socal.sagemaker.tuning_space import check_candidates, search_space, split_overrides
 
 from support import CONF, REPO, TINY_JOB
-from test_launch import ROLE, clean_env, launch_without_torch
+from test_launch import ROLE, clean_env, error_line, launch_without_torch
 
 BASE = [o for o in TINY_JOB if not o.startswith("trainer.batch_size=")]
 SPACE = [
@@ -138,6 +138,44 @@ def test_tuning_settings_are_checked_before_anything_is_uploaded(
     cfg, choices, sweeps = planned([*BASE, *SPACE, *settings])
     with pytest.raises(UserError, match=re.escape(message)):
         tuning.plan(cfg, choices, sweeps, dry_run=True)
+
+
+def test_limits_count_every_hyperparameter_a_trial_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, choices, sweeps = planned([*BASE, *SPACE])
+    request = tuning.plan(cfg, choices, sweeps, dry_run=True).request()
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    per_trial = len(static) + len(SPACE) + 1  # + _tuning_objective_metric, added by SageMaker
+    monkeypatch.setattr(hyperparams, "MAX_HYPERPARAMETERS", per_trial)
+    tuning.plan(cfg, choices, sweeps, dry_run=True)
+    monkeypatch.setattr(hyperparams, "MAX_HYPERPARAMETERS", per_trial - 1)
+    with pytest.raises(UserError, match=f"^{per_trial} hyperparameters per trial"):
+        tuning.plan(cfg, choices, sweeps, dry_run=True)
+    monkeypatch.setattr(tuning_space, "MAX_RANGES", len(SPACE) - 1)
+    with pytest.raises(UserError, match=f"{len(SPACE)} tuned settings, a tuning job takes at most"):
+        tuning.plan(cfg, choices, sweeps, dry_run=True)
+
+
+def test_a_bad_search_is_one_error_line_and_uploads_nothing(
+    aws: dict, bucket: str, tmp_path: Path
+) -> None:
+    env = clean_env(**aws, SOCAL_SAGEMAKER_ROLE=ROLE, SOCAL_S3_BUCKET=bucket)
+    args = ["-m", "hydra/sweeper=sagemaker", *BASE, "launch.check_data=false"]
+    for space, message in {
+        "optimizer=adamw,sgd": "cannot choose between config groups",
+        "trainer.seed=1,x": "trainer.seed=x from the search space would not reach train.py",
+    }.items():
+        result = subprocess.run(
+            [sys.executable, "launch.py", *args, space, f"hydra.sweep.dir={tmp_path}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert message in error_line(result)
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=bucket)
+    jobs = boto3.client("sagemaker").list_hyper_parameter_tuning_jobs(NameContains="socal-")
+    assert jobs["HyperParameterTuningJobSummaries"] == []
 
 
 def test_grid_takes_lists_and_runs_every_combination() -> None:
