@@ -250,7 +250,8 @@ def verify(hps: dict[str, str], cfg: DictConfig) -> list[str]:
     """Check the rebuilt config against what was received; return the keys a tuner changed.
 
     Raises UserError with a one-line reason when a received value was not applied, a setting
-    is missing, or (no value having changed since launch) the fingerprint differs.
+    is missing, a value changed that ``socal_tuned`` does not list, or (no value having changed
+    since launch) the fingerprint differs.
     """
     for key in (FINGERPRINT_KEY, SENT_KEY):
         if key not in hps:
