@@ -5,11 +5,18 @@ metric: scores (accuracy, AUROC, F1, R^2, ...) are maximised, losses and errors 
 ``trainer.early_stopping.mode`` may stay unset (the metric decides) or repeat that direction;
 a mode against the metric would keep the worst epoch and is refused. Torch-free, so that the
 launcher can use it too.
+
+A hyperparameter search optimises the same thing: ``train.py`` returns, and logs last as
+``best_<metric>=<value>``, the best validation value of the early-stopping metric (never a test
+metric). Optuna (``hydra/sweeper=optuna``) optimises the returned value; a SageMaker tuning job
+(``hydra/sweeper=sagemaker``) reads that log line.
 """
 
 from __future__ import annotations
 
 from typing import Optional
+
+from omegaconf import OmegaConf
 
 from socal.config import Mode
 from socal.errors import UserError
@@ -23,6 +30,7 @@ MONITORS = {
 # When the monitor is NaN (AUROC on a one-class validation set, R^2 on one trial), the epoch
 # cannot be compared: it is never the best, counts as not improving, and is said.
 NAN_RULE = "a NaN epoch is never the best and counts towards the early-stopping patience"
+DIRECTION_RESOLVER = "socal_direction"
 
 
 def monitor_mode(task: str, metric: str, mode: Optional[Mode | str]) -> Mode:
@@ -41,3 +49,22 @@ def monitor_mode(task: str, metric: str, mode: Optional[Mode | str]) -> Mode:
             f"decides) or set mode={direction.value}"
         )
     return direction
+
+
+def maximised(metric: str) -> bool:
+    """``val_auroc`` -> True, ``val_loss`` -> False."""
+    return metric not in MINIMIZE
+
+
+def optuna_direction(metric: str) -> str:
+    return "maximize" if maximised(metric) else "minimize"
+
+
+def objective_name(metric: str) -> str:
+    """The log line (and SageMaker metric) holding the run's best value of ``metric``."""
+    return f"best_{metric}"
+
+
+def register_resolver() -> None:
+    """``${socal_direction:${trainer.early_stopping.metric}}`` in conf/hydra/sweeper/optuna.yaml."""
+    OmegaConf.register_new_resolver(DIRECTION_RESOLVER, optuna_direction, replace=True)

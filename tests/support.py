@@ -59,12 +59,13 @@ TINY_JOB = [
 
 
 def run_train(
-    run_dir: Path, overrides: list[str], check: bool = True
+    run_dir: Path, overrides: list[str], check: bool = True, multirun: bool = False
 ) -> subprocess.CompletedProcess:
-    """``python train.py`` in a subprocess, as a user runs it."""
+    """``python train.py`` in a subprocess, as a user runs it (``-m`` with ``multirun``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    where = f"hydra.sweep.dir={run_dir}" if multirun else f"hydra.run.dir={run_dir}"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
+        [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), where, *overrides],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from socal.config import semantic_config
 from socal.data.synthetic import SyntheticSpec, generate
 from socal.sagemaker import local_container
+from socal.sagemaker.launch_config import LAUNCHER_KEYS
 from socal.sagemaker.upload import upload
 
 from support import TINY_JOB
@@ -40,6 +41,31 @@ def clean_env(**env: str | None) -> dict[str, str]:
     }
     base.update(env)
     return {k: v for k, v in base.items() if v is not None}
+
+
+def offline_env() -> dict[str, str]:
+    """No credentials, role or bucket; any AWS call would go to a closed local port and fail."""
+    return clean_env(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+    )
+
+
+def launch_without_torch(args: list[str]) -> tuple[subprocess.CompletedProcess, dict]:
+    """launch.py offline, with torch, torchvision and transformers unimportable; what it printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *args],
+        cwd=ROOT,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    return result, json.loads(out[out.index("{\n") : out.index("\n}\n") + 2])
 
 
 def launch(
@@ -203,7 +229,7 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     )
     assert local.returncode == 0, local.failure
     sent = semantic_config(OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml"))
-    for key in ("instance", "sagemaker", "launch"):
+    for key in LAUNCHER_KEYS:
         sent.pop(key)
     rebuilt = semantic_config(OmegaConf.load(local.model_dir / "config.yaml"))
     assert rebuilt == sent
@@ -216,6 +242,7 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     tuned = {
         **job["HyperParameters"],
         "optimizer__lr": "0.0005",
+        "socal_tuned": "optimizer__lr",
         "_tuning_objective_metric": "val_loss",
     }
     run = local_container.run(tuned, archive, socal_folder, tmp_path / "tuned", name)
@@ -307,13 +334,6 @@ def test_bad_input_is_one_error_line(
 
 
 def test_dry_run_needs_no_credentials_nor_torch(tmp_path: Path) -> None:
-    # No credentials, role or bucket; any AWS call would go to a closed local port and fail.
-    env = clean_env(
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_ENDPOINT_URL="http://127.0.0.1:9",
-    )
     args = [
         "instance=p4d_24xlarge",
         "optimizer=sgd",
@@ -321,18 +341,9 @@ def test_dry_run_needs_no_credentials_nor_torch(tmp_path: Path) -> None:
         "launch.dry_run=true",
         f"hydra.run.dir={tmp_path}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    result, printed = launch_without_torch(args)
     request = json.loads((tmp_path / "request.json").read_text())
-    printed = result.stdout[result.stdout.index("{\n") : result.stdout.index("\n}\n") + 2]
-    assert json.loads(printed) == request
+    assert printed == request
     assert request["AlgorithmSpecification"]["TrainingImage"].startswith(
         "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.8-gpu"
     )
@@ -350,7 +361,7 @@ def test_dry_run_needs_no_credentials_nor_torch(tmp_path: Path) -> None:
     helped = subprocess.run(
         [sys.executable, "-c", NO_TORCH, "--help"],
         cwd=ROOT,
-        env=env,
+        env=offline_env(),
         capture_output=True,
         text=True,
         timeout=60,

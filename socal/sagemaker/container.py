@@ -1,9 +1,11 @@
 """``train.py`` on a SageMaker instance: rebuild the config, check it, report, publish results.
 
-SageMaker SDK v3 starts the script as ``train.py --optimizer__lr 0.001 ...`` with the same
-values in ``SM_HPS``. Hydra does not take ``--key value``, so before Hydra parses argv this
-module turns the pairs into the Hydra overrides they stand for, checks that the config they
-compose is the one the launcher sent (see socal.sagemaker.hyperparams.verify), and points the run
+SageMaker starts the script as ``train.py --optimizer__lr 0.001 ...``: a training job through
+SDK v3's driver (values JSON-encoded), a tuning job's trial through the image's legacy training
+toolkit (values ``str()``-encoded). Both export the same values as JSON in ``SM_HPS``. Hydra does
+not take ``--key value``, so before Hydra parses argv this module turns ``SM_HPS`` into the Hydra
+overrides it stands for, checks that the config they compose is the one the launcher sent (only
+the tuned values may differ; see socal.sagemaker.hyperparams.verify), and points the run
 directory at ``SM_OUTPUT_DATA_DIR``. Anything that goes wrong writes a one-line reason to
 ``SM_OUTPUT_FAILURE`` (/opt/ml/output/failure), which SageMaker shows as the FailureReason.
 Outside SageMaker (no ``SM_HPS`` in the environment) every function here does nothing.
@@ -25,6 +27,7 @@ from socal.errors import UserError
 from socal.sagemaker.hyperparams import (
     CONTAINER_CHECKPOINT_DIR,
     FINGERPRINT_KEY,
+    TUNED_KEY,
     hydra_quote,
     rebuild,
     received,
@@ -33,7 +36,7 @@ from socal.sagemaker.hyperparams import (
 
 log = logging.getLogger("socal.sagemaker.container")
 
-FAILURE_FILE = "/opt/ml/output/failure"
+OUTPUT_DIR = "/opt/ml/output"
 MAX_FAILURE_CHARS = 1024
 # Set by socal.sagemaker.local_container (instance=local); SageMaker itself has no variable for it.
 CHECKPOINT_ENV = "SOCAL_CHECKPOINT_DIR"
@@ -53,7 +56,9 @@ def is_leader() -> bool:
 
 def write_failure(message: str) -> None:
     """One line into the failure file, unless a reason is already there."""
-    path = Path(os.environ.get("SM_OUTPUT_FAILURE", FAILURE_FILE))
+    # SM_OUTPUT_FAILURE: v3's driver; SM_OUTPUT_DIR: also the legacy toolkit (tuning jobs).
+    output_dir = Path(os.environ.get("SM_OUTPUT_DIR", OUTPUT_DIR))
+    path = Path(os.environ.get("SM_OUTPUT_FAILURE") or output_dir / "failure")
     line = " ".join(message.split())[:MAX_FAILURE_CHARS]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +76,24 @@ def placement() -> dict[str, str]:
     }
 
 
+def trial_placement(hps: dict[str, str]) -> dict[str, str]:
+    """``placement()``, with a tuning trial's checkpoints in a folder named after its job.
+
+    A tuning job has one CheckpointConfig for all of its training jobs, the API documents no
+    per-trial prefix, and SDK v3's HyperparameterTuner passes the ModelTrainer's unchanged: every
+    trial would sync (and resume) the same ``last.pt``. ``TRAINING_JOB_NAME`` differs between
+    trials and stays the same when SageMaker restarts one (spot), so each trial resumes only its
+    own checkpoints.
+    """
+    where = placement()
+    if TUNED_KEY in hps:
+        job = os.environ.get("TRAINING_JOB_NAME")
+        if not job:
+            raise UserError("TRAINING_JOB_NAME is not set: a tuning trial needs its job name")
+        where["trainer.checkpoint_dir"] = f"{where['trainer.checkpoint_dir'].rstrip('/')}/{job}"
+    return where
+
+
 def _sent_data_root() -> str:
     """No training channel (data=synthetic): the path the launcher sent, generated there."""
     return received([], os.environ.get("SM_HPS"))["data__root"]
@@ -83,7 +106,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
     """
     try:
         hps = received(argv[1:], os.environ.get("SM_HPS"))
-        cfg, overrides = rebuild(hps, placement())
+        cfg, overrides = rebuild(hps, trial_placement(hps))
         changed = verify(hps, cfg)
     except UserError as err:
         write_failure(f"config check failed: {err}")

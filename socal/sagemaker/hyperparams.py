@@ -4,7 +4,8 @@ One hyperparameter per training setting (``optimizer__lr``: dots become ``__``, 
 SDK v3 exports every key as a shell variable and a dot kills the job before it starts), one per
 config group choice (``optimizer=sgd``), plus two check values: ``socal_fingerprint`` (the
 resolved config's fingerprint) and ``socal_sent`` (a 4-hex digest per key of the value sent, so
-the instance can tell which values a tuning job changed). Imports neither torch nor the SDK.
+the instance can tell which values a tuning job changed); a tuning job adds ``socal_tuned``, the
+keys it may change. Imports neither torch nor the SDK.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from socal.errors import UserError
 
 FINGERPRINT_KEY = "socal_fingerprint"
 SENT_KEY = "socal_sent"
+# Tuning jobs only: the comma-separated keys the tuner may change (socal.sagemaker.tuning).
+TUNED_KEY = "socal_tuned"
+CHECK_KEYS = (FINGERPRINT_KEY, SENT_KEY, TUNED_KEY)
 # Where the training data and checkpoints are on a SageMaker instance.
 CONTAINER_DATA_ROOT = "/opt/ml/input/data/training"
 CONTAINER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
@@ -114,12 +118,19 @@ def sm_hps(hyperparameters: dict[str, str]) -> str:
 
 
 def received(argv: list[str], env_hps: str | None) -> dict[str, str]:
-    """What the script was given: argv ``--key value`` pairs, else ``SM_HPS``."""
+    """What the script was given: ``SM_HPS``, else argv ``--key value`` pairs.
+
+    ``SM_HPS`` first: both start paths export it as JSON, while argv differs between them (v3's
+    driver JSON-encodes values; the legacy toolkit that tuning jobs run uses ``str()``: ``False``,
+    ``''`` for None, Python list repr).
+    """
+    if env_hps is not None:
+        return {k: _encode(_decode(v)) for k, v in json.loads(env_hps).items()}
     if argv:
         if len(argv) % 2 or not all(a.startswith("--") for a in argv[::2]):
             raise UserError(f"expected --key value pairs from SageMaker, got: {' '.join(argv)}")
         return {k[2:]: v for k, v in zip(argv[::2], argv[1::2], strict=True)}
-    return {k: _encode(_decode(v)) for k, v in json.loads(env_hps or "{}").items()}
+    return {}
 
 
 # -- launch side ------------------------------------------------------------------------------
@@ -191,7 +202,7 @@ def to_overrides(hps: dict[str, str], known: Iterable[str]) -> list[str]:
     by_key = {hp_key(d): d for d in known}
     overrides = [f"{g}={hps[g]}" for g in groups if g in hps]
     for key, text in hps.items():
-        if key in groups or key in (FINGERPRINT_KEY, SENT_KEY) or _is_platform_key(key):
+        if key in groups or key in CHECK_KEYS or _is_platform_key(key):
             continue
         if key not in by_key:
             raise UserError(f"hyperparameter {key} is not a key of the training config")
@@ -239,7 +250,8 @@ def verify(hps: dict[str, str], cfg: DictConfig) -> list[str]:
     """Check the rebuilt config against what was received; return the keys a tuner changed.
 
     Raises UserError with a one-line reason when a received value was not applied, a setting
-    is missing, or (no value having changed since launch) the fingerprint differs.
+    is missing, a value changed that ``socal_tuned`` does not list, or (no value having changed
+    since launch) the fingerprint differs.
     """
     for key in (FINGERPRINT_KEY, SENT_KEY):
         if key not in hps:
@@ -257,7 +269,8 @@ def verify(hps: dict[str, str], cfg: DictConfig) -> list[str]:
                 f"{key.replace('__', '.')}: received {hps[key]} but the rebuilt "
                 f"config has {to_text(value)}"
             )
-    keys = sorted(k for k in hps if k != FINGERPRINT_KEY and not _is_platform_key(k))
+    unsent = (FINGERPRINT_KEY, TUNED_KEY)
+    keys = sorted(k for k in hps if k not in unsent and not _is_platform_key(k))
     sent = hps[SENT_KEY]
     if len(sent) != DIGEST_CHARS * (len(keys) - 1):
         raise UserError(f"{SENT_KEY} does not match the hyperparameter keys received")
@@ -267,6 +280,13 @@ def verify(hps: dict[str, str], cfg: DictConfig) -> list[str]:
         for k, d in zip([k for k in keys if k != SENT_KEY], digests, strict=True)
         if digest(k, hps[k]) != d
     ]
+    tuned = set(filter(None, hps.get(TUNED_KEY, "").split(",")))
+    untuned = [k for k in changed if k not in tuned]
+    if untuned:
+        allowed = ", ".join(sorted(tuned)) or "nothing (not launched as a tuning job)"
+        raise UserError(
+            f"{', '.join(untuned)} changed since launch; the tuning job may change: {allowed}"
+        )
     if not changed and fingerprint(cfg) != hps[FINGERPRINT_KEY]:
         raise UserError(
             f"config fingerprint {fingerprint(cfg)} differs from the "
@@ -277,7 +297,7 @@ def verify(hps: dict[str, str], cfg: DictConfig) -> list[str]:
 
 def round_trip(train_cfg: DictConfig, hps: dict[str, str]) -> None:
     """Launch side: send ``hps`` through SageMaker's transport and back; refuse on any loss."""
-    given = received(driver_argv(hps), None)
+    given = received([], sm_hps(hps))
     placement = {k: OmegaConf.select(train_cfg, k) for k in PLACEMENT_KEYS}
     try:
         rebuilt, _ = rebuild(given, placement)

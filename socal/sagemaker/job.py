@@ -31,7 +31,7 @@ MAX_METRIC_DEFINITIONS = 40
 # Metric lines train.py logs, one per line: "[time][socal.training.engine][INFO] - val_loss=0.7868".
 METRICS = ["train_loss", "lr"] + [
     f"{subset}_{name}"
-    for subset in ("val", "test")
+    for subset in ("val", "test", "best_val")  # best_val_*: tuning objectives
     for name in (
         "loss",
         "accuracy",

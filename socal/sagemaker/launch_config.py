@@ -1,9 +1,10 @@
 """Structured-config schemas for the launcher-only nodes of ``conf/launch.yaml``.
 
-``launch.yaml`` is ``train.yaml`` plus three nodes that never reach the training code:
-``instance`` (where it runs), ``sagemaker`` (account, S3 and job settings) and ``launch`` (how
-this command behaves). They are validated here like the training groups are in
-``socal.config``; this module imports neither torch nor the SageMaker SDK.
+``launch.yaml`` is ``train.yaml`` plus four nodes that never reach the training code:
+``instance`` (where it runs), ``sagemaker`` (account, S3 and job settings), ``launch`` (how
+this command behaves) and ``tuning`` (a tuning job, with ``hydra/sweeper=sagemaker``). They
+are validated here like the training groups are in ``socal.config``; this module imports
+neither torch nor the SageMaker SDK.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from omegaconf import MISSING
 
 from socal.config import TrainConfig
 
-LAUNCHER_KEYS = ("instance", "sagemaker", "launch")
+LAUNCHER_KEYS = ("instance", "sagemaker", "launch", "tuning")
 LOCAL_INSTANCE = "local"
 
 
@@ -83,11 +84,43 @@ class LaunchOptions:
     check_data: bool = True
 
 
+class TuningStrategy(str, Enum):
+    Bayesian = "Bayesian"
+    Random = "Random"
+    Hyperband = "Hyperband"
+    Grid = "Grid"
+
+
+class EarlyStoppingType(str, Enum):
+    Off = "Off"
+    Auto = "Auto"
+
+
+@dataclass
+class TuningSettings:
+    """SageMaker automatic model tuning: ``python launch.py -m hydra/sweeper=sagemaker ...``."""
+
+    # The validation metric to optimise; null = trainer.early_stopping.metric (the only one
+    # whose best value train.py logs, as best_<metric>=). Never a test metric.
+    objective: Optional[str] = None
+    strategy: TuningStrategy = TuningStrategy.Bayesian
+    # Training jobs in all; null = 10, or every combination with strategy=Grid.
+    max_jobs: Optional[int] = None
+    max_parallel_jobs: int = 1
+    # Auto: SageMaker stops trials whose objective trails earlier trials' (not with Hyperband,
+    # which stops trials itself).
+    early_stopping_type: EarlyStoppingType = EarlyStoppingType.Off
+    random_seed: Optional[int] = None
+    # Hyperband: the fewest epochs a trial runs before it can be stopped (at most trainer.epochs).
+    hyperband_min_epochs: int = 1
+
+
 @dataclass
 class LaunchConfig(TrainConfig):
     instance: InstanceConfig = MISSING
     sagemaker: SageMakerSettings = field(default_factory=SageMakerSettings)
     launch: LaunchOptions = field(default_factory=LaunchOptions)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
 
 
 def register() -> None:

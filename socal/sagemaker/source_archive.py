@@ -16,6 +16,8 @@ from socal.errors import UserError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("train.py", "conf", "socal")
 ARCHIVE_NAME = "sourcedir.tar.gz"
+# Tuning jobs run the image's legacy training toolkit, which installs only this file.
+ROOT_REQUIREMENTS = "requirements.txt"
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints"}
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 
@@ -43,16 +45,27 @@ def shipped_files(root: Path, requirements: str) -> list[str]:
     return sorted(files)
 
 
-def build(dest_dir: Path, requirements: str, max_mb: float, root: Path = PROJECT_ROOT) -> Path:
-    """Write ``dest_dir/sourcedir.tar.gz``; refuse it above ``max_mb`` megabytes."""
+def build(
+    dest_dir: Path,
+    requirements: str,
+    max_mb: float,
+    root: Path = PROJECT_ROOT,
+    root_requirements: bool = False,
+) -> Path:
+    """Write ``dest_dir/sourcedir.tar.gz``; refuse it above ``max_mb`` megabytes.
+
+    ``root_requirements``: also ship the requirements as ``requirements.txt`` (tuning jobs).
+    """
+    entries = {rel: (root / rel).read_bytes() for rel in shipped_files(root, requirements)}
+    if root_requirements:
+        entries[ROOT_REQUIREMENTS] = (root / requirements).read_bytes()
     buffer = io.BytesIO()
     # Fixed mtimes, owners and order: the same sources give the same bytes.
     with (
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
-        for rel in shipped_files(root, requirements):
-            data = (root / rel).read_bytes()
+        for rel, data in sorted(entries.items()):
             info = tarfile.TarInfo(rel)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))

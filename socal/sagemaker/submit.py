@@ -52,6 +52,13 @@ def preflight(job: JobPlan, check_data: bool) -> None:
 
 def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
     """Create the training job through ModelTrainer; return its name."""
+    trainer = build_trainer(job, str(archive))
+    trainer.train(wait=wait, logs=logs and wait)
+    return trainer._latest_training_job.training_job_name
+
+
+def build_trainer(job: JobPlan, source_dir: str):  # -> sagemaker.train.ModelTrainer
+    """The SDK v3 ModelTrainer for a planned job (a single job, or a tuning job's trials)."""
     import boto3
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.shapes import Channel, DataSource, MetricDefinition, S3DataSource
@@ -94,7 +101,7 @@ def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
         training_image=job.image,
         training_input_mode=job.input_mode,
         source_code=SourceCode(
-            source_dir=str(archive), entry_script=ENTRY_SCRIPT, requirements=job.requirements
+            source_dir=source_dir, entry_script=ENTRY_SCRIPT, requirements=job.requirements
         ),
         compute=Compute(
             instance_type=job.instance_type,
@@ -114,8 +121,6 @@ def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
         input_data_config=channels,
         tags=[{"key": k, "value": v} for k, v in job.tags.items()] or None,
     )
-    trainer.with_metric_definitions(
+    return trainer.with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in job.metric_definitions]
     )
-    trainer.train(wait=wait, logs=logs and wait)
-    return trainer._latest_training_job.training_job_name

@@ -331,6 +331,8 @@ class Engine:
                 )
         else:
             self.bad_epochs += 1
+        if self.best is not None:  # the objective so far: SageMaker tuning's early stopping
+            log_metrics("best_", {self.monitor: self.best})
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(value)
         self.epoch += 1
