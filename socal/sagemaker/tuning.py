@@ -33,12 +33,12 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
 from socal.errors import UserError
+from socal.monitor import maximised, objective_name
 from socal.sagemaker import hyperparams
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker.hyperparams import TUNED_KEY
 from socal.sagemaker.launch_config import EarlyStoppingType, TuningStrategy
 from socal.sagemaker.tuning_space import ParameterRange, check_candidates, search_space
-from socal.monitor import maximised, objective_name
 
 REQUEST_FILE = "tuning_request.json"
 MAX_TUNING_JOB_NAME = 32
