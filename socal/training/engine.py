@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from socal.config import Precision
+from socal.console import report_epoch
 from socal.data.transforms import finish_clips
 from socal.errors import UserError
 from socal.training import checkpoint
@@ -40,13 +41,6 @@ class Predictions:
     labels: np.ndarray
     outputs: np.ndarray
     loss: float
-
-
-def log_metrics(prefix: str, metrics: dict) -> None:
-    """One ``name=value`` line per metric: SageMaker metric definitions scrape these."""
-    for name, value in metrics.items():
-        if not isinstance(value, list):
-            log.info("%s%s=%.6g", prefix, name, value)
 
 
 class Engine:
@@ -187,6 +181,7 @@ class Engine:
             disable=not (self.trainer.progress and self.dist.is_main),
             mininterval=1.0,
             dynamic_ncols=True,
+            leave=False,  # the epoch's summary line takes its place
         )
         for batch in bar:
             labels = batch["label"].to(self.device, dtype=torch.float32)
@@ -280,10 +275,10 @@ class Engine:
             **{f"val_{k}": v for k, v in metrics.items() if not isinstance(v, list)},
             "lr": self.optimizer.param_groups[0]["lr"],
         }
-        log.info("epoch=%d", row["epoch"])
-        log_metrics("", {k: v for k, v in row.items() if k != "epoch"})
         value = row[self.monitor]
-        if self._improved(value):
+        improved = self._improved(value)
+        report_epoch(row, self.trainer.epochs, improved, self.monitor)
+        if improved:
             self.best, self.bad_epochs = value, 0
             if self.dist.is_main:
                 checkpoint.atomic_save(

@@ -9,6 +9,7 @@ beat it has learned nothing about surgical skill.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -83,14 +84,23 @@ def baselines(task: str, train: list[Trial], test: list[Trial]) -> dict[str, dic
     }
 
 
-def results_table(task: str, model: dict, reference: dict[str, dict]) -> str:
-    """The model's test metrics beside the baselines, with a verdict when length wins."""
+def results_table(
+    task: str, model: dict, reference: dict[str, dict], intervals: Optional[dict] = None
+) -> str:
+    """The model's test metrics beside the baselines, with a verdict when length wins.
+
+    ``intervals`` (metric -> text such as ``[0.71, 0.93]``) adds a 95% CI column when given.
+    """
     keys = [k for k, v in model.items() if not isinstance(v, list)]
     rows = {"model": model, **reference}
     width = max(len(k) for k in keys) + 2
-    lines = [" " * width + "".join(f"{name:>14}" for name in rows)]
+    ci = f"{'95% CI':>18}" if intervals else ""
+    lines = [" " * width + f"{'model':>14}" + ci + "".join(f"{name:>14}" for name in reference)]
     for key in keys:
-        lines.append(f"{key:<{width}}" + "".join(f"{row[key]:>14.4f}" for row in rows.values()))
+        cells = [f"{row[key]:>14.4f}" for row in rows.values()]
+        if intervals:
+            cells.insert(1, f"{intervals.get(key, ''):>18}")
+        lines.append(f"{key:<{width}}" + "".join(cells))
     headline = HEADLINE[task]
     better = (lambda a, b: a > b) if task == "classification" else (lambda a, b: a < b)
     if better(reference["trial_length"][headline], model[headline]):

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from socal.config import Precision, Target, fingerprint, semantic_config
+from socal.console import interval_column, report_results
 from socal.data.check import checked_trials
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial
@@ -23,7 +24,7 @@ from socal.data.synthetic import data_root
 from socal.errors import UserError
 from socal.training import checkpoint, distributed
 from socal.training.distributed import Dist
-from socal.training.engine import Engine, Predictions, log_metrics
+from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import baselines, results_table, task_metrics
 from socal.training.model import build_model
@@ -182,10 +183,10 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         "config_fingerprint": fingerprint(cfg),
     }
     if engine.dist.is_main:
-        log_metrics("test_", metrics)
+        report_results("test_", metrics)
         # Last metric line: the objective a sweeper or a SageMaker tuning job reads (never test).
-        log_metrics("best_", {engine.monitor: engine.best})
-        table = results_table(engine.task, metrics, reference)
+        report_results("best_", {engine.monitor: engine.best})
+        table = results_table(engine.task, metrics, reference, interval_column(result))
         log.info("test results (%d trials):\n%s", len(test.labels), table)
         tables = [
             _predictions_table("val", subsets["val"], val, engine.task),
