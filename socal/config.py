@@ -242,6 +242,33 @@ class TrainConfig:
     scheduler: Any = MISSING
 
 
+@dataclass
+class PredictData:
+    root: str = MISSING
+    # auto: use a frame cache prepared in root (python -m socal.prepare) if it fits the model.
+    cache: CacheMode = CacheMode.off
+
+
+@dataclass
+class LoaderConfig:
+    # Data-loader worker processes; -1: one per available core.
+    num_workers: int = 0
+    prefetch_factor: int = 4
+
+
+@dataclass
+class PredictConfig:
+    """``predict.py``: a trained model (everything else comes from its package) and new trials."""
+
+    # A run folder, a model.tar.gz (local or s3://), or an MLflow URI (runs:/ID/model).
+    run: str = MISSING
+    data: PredictData = field(default_factory=PredictData)
+    # null: the run's trainer.batch_size
+    batch_size: Optional[int] = None
+    device: Device = Device.auto
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "optimizer": {"adamw": AdamWConfig, "sgd": SGDConfig},
     "scheduler": {"plateau": PlateauConfig, "cosine": CosineConfig, "none": NoSchedulerConfig},
@@ -252,6 +279,7 @@ def register() -> None:
     """Put the schemas in Hydra's ConfigStore; YAML files name them in their defaults list."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
+    store.store(name="predict_schema", node=PredictConfig)
     # Under schema/<group>/ so that they are not listed among the group's own options.
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():

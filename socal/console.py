@@ -127,4 +127,3 @@ def route(machine: bool = False, logger: Optional[logging.Logger] = None) -> Non
         elif isinstance(handler, logging.StreamHandler):
             handler.addFilter(_Only(METRICS_LOGGER))
             handler.setFormatter(_PlainConsole(handler.formatter))
-

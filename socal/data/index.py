@@ -186,3 +186,42 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
     if not trials:
         raise UserError(f"no trial in {root} has both frames and a valid '{target}' outcome")
     return trials, report
+
+
+def index_for_prediction(root: Path, target: str = "success") -> tuple[list[Trial], DataReport]:
+    """Every trial with readable frames, labelled where an outcomes CSV gives a valid value.
+
+    For prediction on new trials: the outcomes CSV is optional, and a trial without an outcome
+    keeps a NaN label instead of being dropped. Frames are found and ordered as for training.
+    """
+    root = Path(root)
+    frames_dir = root / FRAMES_DIR
+    if not frames_dir.is_dir():
+        raise UserError(f"{frames_dir} not found: data.root must hold the trials' frames")
+    has_mapping = (root / MAPPING_CSV).is_file()
+    frames = (
+        _frames_from_mapping(root, frames_dir) if has_mapping else _frames_from_names(frames_dir)
+    )
+    if frames.empty:
+        raise UserError(f"no frames found in {frames_dir} (expected <trial>_frame_00000001.jpeg)")
+    outcomes = pd.DataFrame(columns=["trial_id", target])
+    if (root / OUTCOMES_CSV).is_file():
+        outcomes = read_outcomes(root, target).drop_duplicates("trial_id", keep=False)
+    outcomes = outcomes.set_index("trial_id")
+    report, trials = DataReport(), []
+    for trial_id, group in frames.groupby("trial_id", sort=True):
+        paths = list(group["path"])
+        good = [_frame_is_readable(p, report) for p in paths]
+        if not any(good):
+            report.unreadable_trials.append(trial_id)
+            continue
+        label = outcomes[target].get(trial_id, float("nan"))
+        if target == "success" and label not in (0, 1):
+            label = float("nan")
+        participant = outcomes.get("participant_id", pd.Series(dtype=str)).get(trial_id)
+        participant = participant_of(trial_id) if pd.isna(participant) else participant.strip()
+        paths = [paths[nearest_good(good, i)] for i in range(len(paths))]
+        trials.append(Trial(trial_id, participant, float(label), tuple(paths)))
+    if not trials:
+        raise UserError(f"no trial in {root} has a readable frame")
+    return trials, report

@@ -22,6 +22,7 @@ from socal.data.sampling import EpochSampler
 from socal.data.splits import split_table, split_trials
 from socal.data.synthetic import data_root
 from socal.errors import UserError
+from socal.serving import package
 from socal.training import checkpoint, distributed
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
@@ -223,6 +224,10 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             return None
         if dist.is_main:
             pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
-        return evaluate(cfg, engine, subsets, loaders, run_dir)
+        result = evaluate(cfg, engine, subsets, loaders, run_dir)
+        if dist.is_main:  # the best weights and what predicting needs: python predict.py run=...
+            scale = (engine.target_mean, engine.target_std)
+            package.save(engine.module, cfg, result, scale, run_dir / package.MODEL_DIR)
+        return result
     finally:
         distributed.shutdown(dist)
