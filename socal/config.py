@@ -35,6 +35,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.progress",
     "trainer.device",
     "data.root",
+    "tracking",
 )
 
 
@@ -232,6 +233,21 @@ class NoSchedulerConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking (``tracking=none|mlflow``); never changes what a run computes."""
+
+    backend: str = "none"
+    # null: MLflow's own default ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); an
+    # http(s):// tracking server; or a SageMaker managed MLflow tracking-server ARN.
+    uri: Optional[str] = None
+    experiment: str = "socal"
+    # null: the run folder's name
+    run_name: Optional[str] = None
+    # Log the model package (model/) as an artifact: python predict.py run=runs:/<id>/model
+    log_model: bool = True
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
@@ -240,6 +256,7 @@ class TrainConfig:
     # Their shape differs per option; each option carries its own schema (see register()).
     optimizer: Any = MISSING
     scheduler: Any = MISSING
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 @dataclass

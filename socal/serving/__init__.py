@@ -1,4 +1,4 @@
-"""Serving a trained model: the model package a run writes, prediction on new trials
+"""Serving a trained model (the package a run writes, socal.training.package): prediction on new trials
 (``predict.py``), and the SageMaker endpoint handler shipped inside ``model.tar.gz``.
 
 May import ``socal.data``, ``socal.training``, ``socal.config`` and ``socal.errors``; never

@@ -19,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial, index_for_prediction
 from socal.errors import UserError
-from socal.serving.package import Predictor
 from socal.serving.sources import fetch
 from socal.training.metrics import classification_metrics, regression_metrics
+from socal.training.package import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from socal.errors import UserError
-from socal.serving.package import find
+from socal.training.package import find
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -90,6 +91,8 @@ class Engine:
         self.stopped = False
         self.interrupted = False
         self.history: list[dict] = []
+        self.tracking_run_id: Optional[str] = None  # checkpointed: a resumed run continues it
+        self.epoch_hooks: list[Callable[[dict], None]] = []  # called with each history row
 
     # -- checkpointed state ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -111,6 +114,7 @@ class Engine:
                 self.dist,
             ),
             "config": self.config,
+            "tracking_run_id": self.tracking_run_id,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -132,6 +136,7 @@ class Engine:
         self.loss_sum, self.loss_count = mine["loss_sum"], mine["loss_count"]
         self.bad_epochs, self.stopped = state["bad_epochs"], state["stopped"]
         self.history = state["history"]
+        self.tracking_run_id = state.get("tracking_run_id")
         set_rng_state(mine["rng"])
 
     def save(self) -> None:
@@ -291,6 +296,8 @@ class Engine:
         self.epoch += 1
         self.batches_done, self.loss_sum, self.loss_count = 0, 0.0, 0
         self.history.append(row)
+        for hook in self.epoch_hooks:
+            hook(row)
         if self.bad_epochs >= self.trainer.early_stopping.patience:
             self.stopped = True
             log.info(

@@ -22,8 +22,7 @@ from socal.data.sampling import EpochSampler
 from socal.data.splits import split_table, split_trials
 from socal.data.synthetic import data_root
 from socal.errors import UserError
-from socal.serving import package
-from socal.training import checkpoint, distributed
+from socal.training import checkpoint, distributed, package, tracking
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
@@ -207,6 +206,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
         logging.getLogger().setLevel(logging.WARNING)
     run_dir = Path(distributed.broadcast(str(run_dir), dist))
     stop = StopSignal().install()
+    tracker = tracking.Tracker()
     try:
         if dist.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +214,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
         log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
         subsets = load_trials(cfg, run_dir, dist)
         engine, loaders = build_engine(cfg, subsets, run_dir, dist, stop, device)
+        tracker = tracking.start(cfg, run_dir, engine)  # tracking=mlflow: rank 0, resumable
         engine.fit(loaders["train"], loaders["val"])
         if engine.interrupted:
             log.warning(
@@ -228,6 +229,8 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
         if dist.is_main:  # the best weights and what predicting needs: python predict.py run=...
             scale = (engine.target_mean, engine.target_std)
             package.save(engine.module, cfg, result, scale, run_dir / package.MODEL_DIR)
+        tracker.finish(result, run_dir)
         return result
     finally:
+        tracker.close()
         distributed.shutdown(dist)
