@@ -256,7 +256,7 @@ class TrainConfig:
     # Their shape differs per option; each option carries its own schema (see register()).
     optimizer: Any = MISSING
     scheduler: Any = MISSING
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tracking: TrackingConfig = MISSING
 
 
 @dataclass

@@ -111,7 +111,7 @@ def test_crash_during_training_writes_the_failure_file(archive: Path, tmp_path: 
     job = local_container.run(hps, archive, empty, tmp_path / "opt_ml")
     assert job.returncode != 0
     assert job.failure.startswith("error: ")
-    assert not (job.model_dir / "model.pt").exists()
+    assert not (job.model_dir / "model.safetensors").exists()
 
 
 @pytest.mark.slow
@@ -122,10 +122,16 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
     assert job.returncode == 0, job.failure
     assert sorted(p.name for p in job.model_dir.iterdir()) == [
+        "code",
+        "config.json",
         "config.yaml",
         "metrics.json",
-        "model.pt",
+        "model.safetensors",
+        "socal.json",
     ]
+    assert {"inference.py", "requirements.txt", "socal"} <= {
+        p.name for p in (job.model_dir / "code").iterdir()
+    }
     rebuilt = semantic_config(OmegaConf.load(job.model_dir / "config.yaml"))
     assert rebuilt == sent
     metrics = json.loads((job.model_dir / "metrics.json").read_text())
