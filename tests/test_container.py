@@ -7,6 +7,7 @@ subprocess, from the extracted source archive, with argv and SM_* as SageMaker S
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,9 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
         p.name for p in job.output_dir.iterdir()
     }
     assert (job.checkpoint_dir / "last.pt").exists() and not job.failure_file.exists()
+    # What CloudWatch gets: one name=value line per epoch, read by the job's metric definitions.
+    printed = job.log_file.read_text()
+    assert re.search(r"^epoch=1/1 train_loss=\S+ val_loss=\S+ .* best=1$", printed, re.M)
+    for definition in sagemaker_job.metric_definitions():
+        if definition["Name"] in ("train_loss", "val_loss", "val_auroc", "test_accuracy", "lr"):
+            assert re.search(definition["Regex"], printed), definition["Name"]
