@@ -19,6 +19,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from socal.errors import UserError
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # The prepared frame cache's default folder inside data.root (uploaded with the data).
 CACHE_DIR_NAME = ".socal-cache"
@@ -310,6 +312,13 @@ def compose_train(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=overrides)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+def check_set(cfg: DictConfig, example: str) -> None:
+    """A one-line UserError naming every required key left unset (``???``), with an example."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"{', '.join(missing)} must be set, e.g. {example}")
 
 
 def semantic_config(cfg: DictConfig) -> dict:

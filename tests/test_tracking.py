@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,22 +18,16 @@ from omegaconf import OmegaConf
 
 from socal.config import fingerprint
 
-from support import REPO, TINY, compose_train, read_metrics, run_train, synthetic_folder
+from support import REPO, TINY, compose_train, free_port, read_metrics, run_train, synthetic_folder
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` (the tracking extra) with a sqlite store, serving artifacts over HTTP."""
     base = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     command = [
         str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
         "--port", str(port), "--workers", "1",
@@ -192,7 +185,7 @@ def test_a_multirun_is_one_parent_run_with_a_child_per_job(
 def test_an_unreachable_server_is_reported_once_and_training_goes_on(
     tmp_path: Path, data_root: Path
 ) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     run_dir = tmp_path / "run"
     proc = run_train(run_dir, [*tracked(dead, data_root, "nowhere"), "trainer.epochs=2"])
     output = proc.stdout + proc.stderr

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from socal.config import check_set
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial, index_for_prediction
-from socal.errors import UserError
 from socal.serving.sources import fetch
 from socal.training.metrics import classification_metrics, regression_metrics
 from socal.training.package import Predictor
@@ -46,12 +46,7 @@ def predictions_table(
 
 def predict(cfg: DictConfig, out_dir: Path) -> dict:
     """Predict every trial under ``cfg.data.root``; write the results into ``out_dir``."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise UserError(
-            f"{', '.join(missing)} must be set: python predict.py run=RUN_FOLDER|model.tar.gz|"
-            "s3://...|runs:/ID/model data.root=/path/to/frames"
-        )
+    check_set(cfg, "python predict.py run=outputs/DATE/TIME data.root=/path/to/new/SOCAL")
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.load(fetch(cfg.run, out_dir / "downloaded"), cfg.device.value)
     root = Path(cfg.data.root).expanduser()
@@ -59,7 +54,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict:
     trials, report = index_for_prediction(root, target)
     for line in report.lines():
         log.warning("data check: %s", line)
-    loader = ClipDataset.loader_settings(OmegaConf.create(dict(cfg.loader)), persistent=False)
+    loader = ClipDataset.loader_settings(cfg.loader, persistent=False)
     batch_size = cfg.batch_size or predictor.config.trainer.batch_size
     result = predictor.predict(trials, root, batch_size, cfg.data.cache.value, loader)
     chosen = [trials[i] for i in result.indices]

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from socal.config import Precision, Target, fingerprint, semantic_config
+from socal.config import Precision, Target, check_set, fingerprint, semantic_config
 from socal.console import interval_column, report_results
 from socal.data.check import checked_trials
 from socal.data.dataset import ClipDataset
@@ -45,12 +45,11 @@ def task_of(cfg: DictConfig) -> str:
 
 def check_settings(cfg: DictConfig, task: str) -> None:
     """Config values a schema cannot express, checked before any data is touched."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise UserError(
-            f"{', '.join(missing)} must be set, e.g. python train.py data.root=/path/to/SOCAL "
-            "(or experiment=demo for the built-in synthetic demo)"
-        )
+    check_set(
+        cfg,
+        "python train.py data.root=/path/to/SOCAL (or experiment=demo for the built-in synthetic "
+        "demo)",
+    )
     try:
         Precision(cfg.trainer.precision)
     except ValueError:
