@@ -92,3 +92,21 @@ def test_route_sends_name_value_lines_to_the_file_and_the_epoch_line_to_the_term
     lines = log_file.read_text().splitlines()
     assert lines[0] == "[socal.metrics] epoch=3"
     assert "[socal.metrics] val_loss=0.310012" in lines and len(lines) == len(ROW)
+
+
+def test_the_results_table_shows_intervals_when_metrics_json_has_them() -> None:
+    from socal.training.metrics import results_table
+
+    model = {"accuracy": 0.8, "auroc": 0.9, "confusion_matrix": [[4, 1], [1, 4]]}
+    reference = {
+        "majority": {"accuracy": 0.5, "auroc": 0.5},
+        "trial_length": {"accuracy": 0.6, "auroc": 0.6},
+    }
+    plain = results_table("classification", model, reference, console.interval_column({}))
+    assert "95% CI" not in plain
+    result = {"intervals": {"bootstrap": {"accuracy": [0.61, 0.93], "auroc": None}}}
+    table = results_table("classification", model, reference, console.interval_column(result))
+    header, accuracy, auroc = table.splitlines()[:3]
+    assert header.split() == ["model", "95%", "CI", "majority", "trial_length"]
+    assert accuracy.split() == ["accuracy", "0.8000", "[0.610,", "0.930]", "0.5000", "0.6000"]
+    assert auroc.split() == ["auroc", "0.9000", "0.5000", "0.6000"]  # no interval: blank
