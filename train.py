@@ -9,6 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from socal import console
 from socal.config import register
 from socal.errors import exit_on_user_error
 from socal.sagemaker import container
@@ -21,6 +22,7 @@ register()
 def main(cfg: DictConfig) -> float:
     """Returns the best validation value of the early-stopping metric: what a sweeper optimises."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    console.route(machine=container.active())  # epoch lines on the terminal, name=value in the log
     with exit_on_user_error(), container.report_failure():
         metrics = run(cfg, run_dir)
         if metrics is None:  # stopped by SIGTERM / Ctrl-C after saving a checkpoint

@@ -19,6 +19,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from socal.errors import UserError
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # The prepared frame cache's default folder inside data.root (uploaded with the data).
 CACHE_DIR_NAME = ".socal-cache"
@@ -35,6 +37,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.progress",
     "trainer.device",
     "data.root",
+    "tracking",
 )
 
 
@@ -242,6 +245,21 @@ class NoSchedulerConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking (``tracking=none|mlflow``); never changes what a run computes."""
+
+    backend: str = "none"
+    # null: MLflow's own default ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); an
+    # http(s):// tracking server; or a SageMaker managed MLflow tracking-server ARN.
+    uri: Optional[str] = None
+    experiment: str = "socal"
+    # null: the run folder's name
+    run_name: Optional[str] = None
+    # Log the model package (model/) as an artifact: python predict.py run=runs:/<id>/model
+    log_model: bool = True
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
@@ -250,6 +268,34 @@ class TrainConfig:
     # Their shape differs per option; each option carries its own schema (see register()).
     optimizer: Any = MISSING
     scheduler: Any = MISSING
+    tracking: TrackingConfig = MISSING
+
+
+@dataclass
+class PredictData:
+    root: str = MISSING
+    # auto: use a frame cache prepared in root (python -m socal.prepare) if it fits the model.
+    cache: CacheMode = CacheMode.off
+
+
+@dataclass
+class LoaderConfig:
+    # Data-loader worker processes; -1: one per available core.
+    num_workers: int = 0
+    prefetch_factor: int = 4
+
+
+@dataclass
+class PredictConfig:
+    """``predict.py``: a trained model (everything else comes from its package) and new trials."""
+
+    # A run folder, a model.tar.gz (local or s3://), or an MLflow URI (runs:/ID/model).
+    run: str = MISSING
+    data: PredictData = field(default_factory=PredictData)
+    # null: the run's trainer.batch_size
+    batch_size: Optional[int] = None
+    device: Device = Device.auto
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
 
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
@@ -262,6 +308,7 @@ def register() -> None:
     """Put the schemas in Hydra's ConfigStore; YAML files name them in their defaults list."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
+    store.store(name="predict_schema", node=PredictConfig)
     # Under schema/<group>/ so that they are not listed among the group's own options.
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():
@@ -275,6 +322,13 @@ def compose_train(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=overrides)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+def check_set(cfg: DictConfig, example: str) -> None:
+    """A one-line UserError naming every required key left unset (``???``), with an example."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"{', '.join(missing)} must be set, e.g. {example}")
 
 
 def semantic_config(cfg: DictConfig) -> dict:

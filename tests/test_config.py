@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from support import CONF, compose_train
 
-GROUPS = ["model", "optimizer", "scheduler", "data", "split", "trainer", "experiment"]
+GROUPS = ["model", "optimizer", "scheduler", "data", "split", "trainer", "tracking", "experiment"]
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -16,7 +16,9 @@ OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml")
 def test_every_option_composes_and_resolves(group: str, option: str) -> None:
     cfg = compose_train([f"{group}={option}", "data.root=/data/SOCAL"])
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    assert set(resolved) == {"model", "optimizer", "scheduler", "data", "split", "trainer"}
+    assert set(resolved) == {
+        "model", "optimizer", "scheduler", "data", "split", "trainer", "tracking"
+    }  # fmt: skip
 
 
 def test_each_group_has_the_options_users_are_promised() -> None:
@@ -27,6 +29,7 @@ def test_each_group_has_the_options_users_are_promised() -> None:
     assert names["data"] >= {"socal", "synthetic"}
     assert names["split"] >= {"surgeon", "random", "kfold", "published"}
     assert names["experiment"] >= {"demo"}
+    assert names["tracking"] >= {"none", "mlflow"}
 
 
 def test_documented_keys_exist_with_their_types() -> None:

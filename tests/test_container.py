@@ -7,6 +7,7 @@ subprocess, from the extracted source archive, with argv and SM_* as SageMaker S
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_crash_during_training_writes_the_failure_file(archive: Path, tmp_path: 
     job = local_container.run(hps, archive, empty, tmp_path / "opt_ml")
     assert job.returncode != 0
     assert job.failure.startswith("error: ")
-    assert not (job.model_dir / "model.pt").exists()
+    assert not (job.model_dir / "model.safetensors").exists()
 
 
 @pytest.mark.slow
@@ -122,10 +123,16 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
     assert job.returncode == 0, job.failure
     assert sorted(p.name for p in job.model_dir.iterdir()) == [
+        "code",
+        "config.json",
         "config.yaml",
         "metrics.json",
-        "model.pt",
+        "model.safetensors",
+        "socal.json",
     ]
+    assert {"inference.py", "requirements.txt", "socal"} <= {
+        p.name for p in (job.model_dir / "code").iterdir()
+    }
     rebuilt = semantic_config(OmegaConf.load(job.model_dir / "config.yaml"))
     assert rebuilt == sent
     metrics = json.loads((job.model_dir / "metrics.json").read_text())
@@ -134,3 +141,9 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
         p.name for p in job.output_dir.iterdir()
     }
     assert (job.checkpoint_dir / "last.pt").exists() and not job.failure_file.exists()
+    # What CloudWatch gets: one name=value line per epoch, read by the job's metric definitions.
+    printed = job.log_file.read_text()
+    assert re.search(r"^epoch=1/1 train_loss=\S+ val_loss=\S+ .* best=1$", printed, re.M)
+    for definition in sagemaker_job.metric_definitions():
+        if definition["Name"] in ("train_loss", "val_loss", "val_auroc", "test_accuracy", "lr"):
+            assert re.search(definition["Regex"], printed), definition["Name"]

@@ -75,7 +75,7 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(
 ) -> None:
     run_dir = tmp_path / "run"
     proc = start(run_dir, overrides(data_root))
-    wait_for_line(proc, "epoch=1")  # epoch 1 done; kill during epoch 2
+    wait_for_line(proc, "epoch 1/")  # epoch 1 done; kill during epoch 2
     time.sleep(0.4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -91,7 +91,7 @@ def test_sigterm_saves_a_checkpoint_exits_0_promptly_and_resumes_exactly(
 ) -> None:
     run_dir = tmp_path / "run"
     proc = start(run_dir, overrides(data_root))
-    wait_for_line(proc, "epoch=1")
+    wait_for_line(proc, "epoch 1/")
     time.sleep(0.3)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -116,7 +116,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(
     # so produce the damaged state with the reference's config instead.
     run_dir = tmp_path / "run4"
     proc = start(run_dir, args)
-    wait_for_line(proc, "epoch=2")
+    wait_for_line(proc, "epoch 2/")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     checkpoints = run_dir / "checkpoints"

@@ -9,6 +9,7 @@ the file name on ``_`` would silently drop those trials.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -181,15 +182,24 @@ def participant_of(trial_id: str) -> str:
     return match[1] if match else trial_id
 
 
-def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], DataReport]:
-    """Trials that have both frames and a valid outcome, and a report of everything else."""
+def index_folder(
+    root: Path, target: str = "success", labelled_only: bool = True
+) -> tuple[list[Trial], DataReport]:
+    """Trials that have both frames and a valid outcome, and a report of everything else.
+
+    ``labelled_only=False`` (prediction on new trials): the outcomes CSV is optional and a trial
+    without a valid outcome is kept with a NaN label.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data.root={root} is not a directory: point it at your SOCAL folder")
     frames_dir = root / FRAMES_DIR
     if not frames_dir.is_dir():
         raise UserError(f"{frames_dir} not found: data.root must be a SOCAL folder")
-    outcomes, repeated_rows = read_outcomes(root, target)
+    if labelled_only or (root / OUTCOMES_CSV).is_file():
+        outcomes, repeated_rows = read_outcomes(root, target)
+    else:
+        outcomes, repeated_rows = pd.DataFrame(columns=["trial_id", target]), []
     has_mapping = (root / MAPPING_CSV).is_file()
     frames = (
         _frames_from_mapping(root, frames_dir) if has_mapping else _frames_from_names(frames_dir)
@@ -213,21 +223,30 @@ def index_folder(root: Path, target: str = "success") -> tuple[list[Trial], Data
     trials = []
     for trial_id, group in frames.groupby("trial_id", sort=True):
         if trial_id not in outcomes.index:
-            continue
-        label = labels[trial_id]
+            if labelled_only:
+                continue
+            label = math.nan
+        else:
+            label = labels[trial_id]
         if pd.isna(label) or (target == "success" and label not in (0, 1)):
-            report.bad_labels.append(f"{trial_id}={outcomes.at[trial_id, target]}")
-            continue
+            if trial_id in outcomes.index:
+                report.bad_labels.append(f"{trial_id}={outcomes.at[trial_id, target]}")
+            if labelled_only:
+                continue
+            label = math.nan
         if group["gap"].any():
             report.frame_gaps.append(trial_id)
         paths = _readable_frames(trial_id, list(group["path"]), report)
         if paths is None:
             continue
         participant = (
-            outcomes.at[trial_id, "participant_id"] if "participant_id" in outcomes else None
+            outcomes.at[trial_id, "participant_id"]
+            if "participant_id" in outcomes and trial_id in outcomes.index
+            else None
         )
         participant = participant_of(trial_id) if pd.isna(participant) else participant
         trials.append(Trial(trial_id, participant, float(label), tuple(paths)))
     if not trials:
-        raise UserError(f"no trial in {root} has both frames and a valid '{target}' outcome")
+        wanted = f"both frames and a valid '{target}' outcome" if labelled_only else "a frame"
+        raise UserError(f"no trial in {root} has {wanted}")
     return trials, report

@@ -33,6 +33,7 @@ from socal.sagemaker.hyperparams import (
     received,
     verify,
 )
+from socal.sagemaker.source_archive import PROJECT_ROOT
 
 log = logging.getLogger("socal.sagemaker.container")
 
@@ -40,8 +41,15 @@ OUTPUT_DIR = "/opt/ml/output"
 MAX_FAILURE_CHARS = 1024
 # Set by socal.sagemaker.local_container (instance=local); SageMaker itself has no variable for it.
 CHECKPOINT_ENV = "SOCAL_CHECKPOINT_DIR"
-# run-dir file -> name in SM_MODEL_DIR (model.pt: the best epoch's weights, checkpoints/best.pt)
-MODEL_FILES = {"best.pt": "model.pt", "config.yaml": "config.yaml", "metrics.json": "metrics.json"}
+# model.tar.gz: the run's model package (its folder in the run directory), these run files, and
+# code/ with the serving handler and what it needs.
+MODEL_PACKAGE = "model"
+RUN_FILES = ("config.yaml", "metrics.json")
+SERVING_REQUIREMENTS = "requirements/instance.txt"
+HANDLER = (
+    '"""SageMaker PyTorch serving handler of a socal model (socal.serving.endpoint)."""\n\n'
+    "from socal.serving.endpoint import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n"
+)
 
 
 def active() -> bool:
@@ -158,16 +166,26 @@ def report_failure() -> Iterator[None]:
 
 
 def publish(cfg: DictConfig, run_dir: Path) -> None:
-    """On SageMaker, copy the final model, resolved config and metrics to ``SM_MODEL_DIR``."""
+    """On SageMaker, put what an endpoint serves into ``SM_MODEL_DIR`` (see write_model_dir)."""
     if not (active() and is_leader()):
         return
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
-    model_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = run_dir / cfg.trainer.checkpoint_dir
-    for source, target in MODEL_FILES.items():
-        path = run_dir / source if target != "model.pt" else checkpoints / "best.pt"
-        if path.exists():
-            shutil.copy2(path, model_dir / target)
-        else:
-            log.warning("%s not found: not copied to %s", path, model_dir)
-    log.info("model, config and metrics copied to %s", model_dir)
+    write_model_dir(run_dir, model_dir)
+    log.info("model package, config, metrics and endpoint handler copied to %s", model_dir)
+
+
+def write_model_dir(run_dir: Path, model_dir: Path) -> None:
+    """What ``model.tar.gz`` holds: the run's model package (``save_pretrained`` files and
+    socal.json), its config and metrics, and ``code/`` for the PyTorch serving container:
+    ``inference.py`` (the handler), ``requirements.txt`` and the ``socal`` package it uses."""
+    package = run_dir / MODEL_PACKAGE
+    if not package.is_dir():
+        raise UserError(f"{package} not found: the run wrote no model package")
+    shutil.copytree(package, model_dir, dirs_exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copy2(run_dir / name, model_dir / name)
+    code = model_dir / "code"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(PROJECT_ROOT / "socal", code / "socal", dirs_exist_ok=True, ignore=ignore)
+    shutil.copy2(PROJECT_ROOT / SERVING_REQUIREMENTS, code / "requirements.txt")
+    (code / "inference.py").write_text(HANDLER)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from socal.config import fingerprint
 from socal.errors import UserError
 from socal.sagemaker import hyperparams
-from socal.sagemaker.launch_config import LAUNCHER_KEYS, LOCAL_INSTANCE
+from socal.sagemaker.launch_config import LAUNCHER_KEYS, LOCAL_INSTANCE, SageMakerSettings
 
 log = logging.getLogger("socal.launch")
 
@@ -47,6 +47,8 @@ METRICS = ["train_loss", "lr"] + [
 ]
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 PLACEHOLDER = "<{} not set>"
+# tracking=mlflow: the instance's requirements plus the MLflow client and SageMaker's plugin.
+TRACKING_REQUIREMENTS = "requirements/tracking.txt"
 
 
 def metric_definitions() -> list[dict[str, str]]:
@@ -101,6 +103,7 @@ class JobPlan:
     requirements: str
     fingerprint: str
     metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)
+    environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def torchrun(self) -> bool:
@@ -176,6 +179,7 @@ class JobPlan:
             },
             "EnableManagedSpotTraining": self.spot,
             "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+            "Environment": self.environment,
             # Not CreateTrainingJob fields: what the SDK's sm_train.sh runs on the instance.
             "SourceCode": {
                 "SourceDir": "sourcedir.tar.gz",
@@ -275,6 +279,7 @@ def plan(
             f"at most {MAX_METRIC_DEFINITIONS}"
         )
     fp = fingerprint(train)
+    environment, requirements = tracking_settings(cfg)
     checkpoints = _s3(sm.checkpoint_uri, "sagemaker.checkpoint_uri") or f"{root}/checkpoints"
     return JobPlan(
         base_job_name=base,
@@ -296,9 +301,28 @@ def plan(
         max_run=sm.max_run,
         max_wait=max_wait if sm.spot else None,
         tags=dict(sm.tags),
-        requirements=sm.requirements,
+        requirements=requirements,
         fingerprint=fp,
+        environment=environment,
     )
+
+
+def tracking_settings(cfg: DictConfig) -> tuple[dict[str, str], str]:
+    """The job's environment and requirements file: with tracking=mlflow, the tracking URI
+    (a local store would be lost with the instance) and the MLflow client on the instance."""
+    requirements = cfg.sagemaker.requirements
+    if cfg.tracking.backend == "none":
+        return {}, requirements
+    uri = cfg.tracking.uri or ""
+    if not uri.startswith(("http://", "https://", "arn:aws")):
+        raise UserError(
+            f"tracking.uri={cfg.tracking.uri}: on SageMaker tracking=mlflow needs a server the "
+            "instance can reach, https://HOST or a SageMaker MLflow tracking-server ARN "
+            "(arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)"
+        )
+    if requirements == SageMakerSettings.requirements:  # the default file: add the MLflow client
+        requirements = TRACKING_REQUIREMENTS
+    return {"MLFLOW_TRACKING_URI": uri}, requirements
 
 
 def _image(sm: DictConfig, inst: DictConfig, region: str) -> str:

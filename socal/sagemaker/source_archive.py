@@ -1,5 +1,5 @@
 """The source code a training job runs: ``conf/``, ``socal/``, ``train.py`` and the instance's
-requirements file, as one deterministic ``sourcedir.tar.gz``; never data, outputs, multirun
+requirements files, as one deterministic ``sourcedir.tar.gz``; never data, outputs, multirun
 folders, virtual environments, ``.git`` or tests (they are not under the shipped paths, and
 caches inside them are skipped).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from socal.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("train.py", "conf", "socal")
+SHIPPED = ("train.py", "conf", "socal", "requirements")
 ARCHIVE_NAME = "sourcedir.tar.gz"
 # Tuning jobs run the image's legacy training toolkit, which installs only this file.
 ROOT_REQUIREMENTS = "requirements.txt"

@@ -118,6 +118,7 @@ def build_trainer(job: JobPlan, source_dir: str):  # -> sagemaker.train.ModelTra
         ),
         distributed=Torchrun(process_count_per_node=max(job.gpus, 1)) if job.torchrun else None,
         hyperparameters=job.hyperparameters,
+        environment=job.environment or None,
         input_data_config=channels,
         tags=[{"key": k, "value": v} for k, v in job.tags.items()] or None,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from socal.config import Mode, Precision
+from socal.console import report_epoch
 from socal.data.transforms import finish_clips
 from socal.errors import UserError
 from socal.monitor import NAN_RULE, monitor_mode
@@ -41,13 +43,6 @@ class Predictions:
     labels: np.ndarray
     outputs: np.ndarray
     loss: float
-
-
-def log_metrics(prefix: str, metrics: dict) -> None:
-    """One ``name=value`` line per metric: SageMaker metric definitions scrape these."""
-    for name, value in metrics.items():
-        if not isinstance(value, list):
-            log.info("%s%s=%.6g", prefix, name, value)
 
 
 class Engine:
@@ -101,6 +96,8 @@ class Engine:
         self.stopped = False
         self.interrupted = False
         self.history: list[dict] = []
+        self.tracking_run_id: Optional[str] = None  # checkpointed: a resumed run continues it
+        self.epoch_hooks: list[Callable[[dict], None]] = []  # called with each history row
 
     # -- checkpointed state ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -123,6 +120,7 @@ class Engine:
                 self.dist,
             ),
             "config": self.config,
+            "tracking_run_id": self.tracking_run_id,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -144,6 +142,7 @@ class Engine:
         self.loss_sum, self.loss_count = mine["loss_sum"], mine["loss_count"]
         self.bad_epochs, self.stopped = state["bad_epochs"], state["stopped"]
         self.history = state["history"]
+        self.tracking_run_id = state.get("tracking_run_id")
         set_rng_state(mine["rng"])
 
     def _load_scaler(self, state: dict) -> None:
@@ -206,6 +205,7 @@ class Engine:
             disable=not (self.trainer.progress and self.dist.is_main),
             mininterval=1.0,
             dynamic_ncols=True,
+            leave=False,  # the epoch's summary line takes its place
         )
         for batch in bar:
             labels = batch["label"].to(self.device, dtype=torch.float32)
@@ -315,15 +315,14 @@ class Engine:
             **{f"val_{k}": v for k, v in metrics.items() if not isinstance(v, list)},
             "lr": self.optimizer.param_groups[0]["lr"],
         }
-        log.info("epoch=%d", row["epoch"])
-        log_metrics("", {k: v for k, v in row.items() if k != "epoch"})
         value = row[self.monitor]
         if math.isnan(value):
             log.warning(
                 "%s is NaN at epoch %d (e.g. AUROC on a validation set with one class): %s",
                 self.monitor, row["epoch"], NAN_RULE,
             )  # fmt: skip
-        if self._improved(value):
+        improved = self._improved(value)
+        if improved:
             self.best, self.bad_epochs = value, 0
             if self.dist.is_main:
                 checkpoint.atomic_save(
@@ -331,13 +330,15 @@ class Engine:
                 )
         else:
             self.bad_epochs += 1
-        if self.best is not None:  # the objective so far: SageMaker tuning's early stopping
-            log_metrics("best_", {self.monitor: self.best})
+        # With the objective so far (best_<monitor>=): SageMaker tuning's early stopping reads it.
+        report_epoch(row, self.trainer.epochs, improved, self.monitor, self.best)
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(value)
         self.epoch += 1
         self.batches_done, self.loss_sum, self.loss_count = 0, 0.0, 0
         self.history.append(row)
+        for hook in self.epoch_hooks:
+            hook(row)
         if self.bad_epochs >= self.trainer.early_stopping.patience:
             self.stopped = True
             log.info(

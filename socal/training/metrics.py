@@ -119,17 +119,28 @@ def baselines(
 
 
 def results_table(
-    task: str, model: dict, reference: dict[str, dict], window: Optional[WindowConfig] = None
+    task: str,
+    model: dict,
+    reference: dict[str, dict],
+    window: Optional[WindowConfig] = None,
+    intervals: Optional[dict] = None,
 ) -> str:
     """The model's test metrics beside the baselines, with a verdict when the length baseline
-    that applies to this run's clips (see the module docstring) wins."""
+    that applies to this run's clips (see the module docstring) wins.
+
+    ``intervals`` (metric -> text such as ``[0.71, 0.93]``) adds a 95% CI column when given.
+    """
     keys = [k for k, v in model.items() if not isinstance(v, list)]
     rows = {"model": model, **reference}
     width, column = max(len(k) for k in keys) + 2, max(14, *(len(n) + 2 for n in rows))
-    lines = [" " * width + "".join(f"{name:>{column}}" for name in rows)]
+    ci = f"{'95% CI':>18}" if intervals else ""
+    lines = [" " * width + f"{'model':>{column}}" + ci]
+    lines[0] += "".join(f"{name:>{column}}" for name in reference)
     for key in keys:
-        values = "".join(f"{row[key]:>{column}.4f}" for row in rows.values())
-        lines.append(f"{key:<{width}}" + values)
+        cells = [f"{row[key]:>{column}.4f}" for row in rows.values()]
+        if intervals:
+            cells.insert(1, f"{intervals.get(key, ''):>18}")
+        lines.append(f"{key:<{width}}" + "".join(cells))
     headline = HEADLINE[task]
     better = (lambda a, b: a > b) if task == "classification" else (lambda a, b: a < b)
     applicable = applicable_length_baseline(window)

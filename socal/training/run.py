@@ -14,7 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from socal.config import Precision, Target, fingerprint, semantic_config
+from socal.config import Precision, Target, check_set, fingerprint, semantic_config
+from socal.console import interval_column, report_results
 from socal.data.check import checked_trials
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial
@@ -23,9 +24,9 @@ from socal.data.splits import split_table, split_trials
 from socal.data.synthetic import data_root
 from socal.errors import UserError
 from socal.monitor import monitor_mode
-from socal.training import checkpoint, distributed
+from socal.training import checkpoint, distributed, package, tracking
 from socal.training.distributed import Dist
-from socal.training.engine import Engine, Predictions, log_metrics
+from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import baselines, results_table, task_metrics
 from socal.training.model import build_model
@@ -42,12 +43,11 @@ def task_of(cfg: DictConfig) -> str:
 
 def check_settings(cfg: DictConfig, task: str) -> None:
     """Config values a schema cannot express, checked before any data is touched."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise UserError(
-            f"{', '.join(missing)} must be set, e.g. python train.py data.root=/path/to/SOCAL "
-            "(or experiment=demo for the built-in synthetic demo)"
-        )
+    check_set(
+        cfg,
+        "python train.py data.root=/path/to/SOCAL (or experiment=demo for the built-in synthetic "
+        "demo)",
+    )
     try:
         Precision(cfg.trainer.precision)
     except ValueError:
@@ -181,11 +181,11 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         "config_fingerprint": fingerprint(cfg),
     }
     if engine.dist.is_main:
-        log_metrics("test_", metrics)
+        report_results("test_", metrics)
         # Last metric line: the objective a sweeper or a SageMaker tuning job reads (never test).
         # NaN when no epoch had a value (see socal.monitor.NAN_RULE), never a missing line.
-        log_metrics("best_", {engine.monitor: math.nan if engine.best is None else engine.best})
-        table = results_table(engine.task, metrics, reference, window)
+        report_results("best_", {engine.monitor: math.nan if engine.best is None else engine.best})
+        table = results_table(engine.task, metrics, reference, window, interval_column(result))
         log.info("test results (%d trials):\n%s", len(test.labels), table)
         tables = [
             _predictions_table("val", subsets["val"], val, engine.task),
@@ -205,6 +205,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
         logging.getLogger().setLevel(logging.WARNING)
     run_dir = Path(distributed.broadcast(str(run_dir), dist))
     stop = StopSignal().install()
+    tracker = tracking.Tracker()
     try:
         if dist.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -212,6 +213,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
         log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
         subsets = load_trials(cfg, run_dir, dist)
         engine, loaders = build_engine(cfg, subsets, run_dir, dist, stop, device)
+        tracker = tracking.start(cfg, run_dir, engine)  # tracking=mlflow: rank 0, resumable
         engine.fit(loaders["train"], loaders["val"])
         if engine.interrupted:
             log.warning(
@@ -222,6 +224,12 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             return None
         if dist.is_main:
             pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
-        return evaluate(cfg, engine, subsets, loaders, run_dir)
+        result = evaluate(cfg, engine, subsets, loaders, run_dir)
+        if dist.is_main:  # the best weights and what predicting needs: python predict.py run=...
+            scale = (engine.target_mean, engine.target_std)
+            package.save(engine.module, cfg, result, scale, run_dir / package.MODEL_DIR)
+        tracker.finish(result, run_dir)
+        return result
     finally:
+        tracker.close()
         distributed.shutdown(dist)

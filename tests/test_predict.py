@@ -1,0 +1,179 @@
+"""predict.py and the endpoint handler: the run's own predictions, from every kind of source."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from socal.sagemaker.container import write_model_dir
+
+from support import REPO, TINY, run_train, synthetic_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_folder(tmp_path_factory.mktemp("predict"), trials=24, seed=4)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    run_train(run_dir, [f"data.root={data_root}", *TINY, "trainer.epochs=2"])
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def model_archive(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> Path:
+    """model.tar.gz as a SageMaker job writes it (SM_MODEL_DIR, tarred)."""
+    base = tmp_path_factory.mktemp("archive")
+    write_model_dir(run_dir, base / "model")
+    archive = base / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted((base / "model").iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+def predict(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "predict.py", *args, f"hydra.run.dir={out}"],
+        cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def expected_rows(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "predictions.csv").query("subset == 'test'").set_index("trial")
+
+
+def assert_reproduces(predicted: pd.DataFrame, expected: pd.DataFrame) -> None:
+    predicted = predicted.set_index("trial").loc[expected.index]
+    assert predicted.probability.to_numpy() == pytest.approx(expected.probability, abs=1e-6)
+    assert (predicted.prediction.to_numpy() == expected.prediction.to_numpy()).all()
+
+
+def unlabelled_copy(data_root: Path, trials: list[str], dest: Path) -> Path:
+    """Frames and frame map of ``trials`` only, without any outcomes file."""
+    mapping = pd.read_csv(data_root / "frame_to_trial_mapping.csv")
+    mapping = mapping[mapping.trial_id.isin(trials)]
+    (dest / "JPEGImages").mkdir(parents=True)
+    for frame in mapping.frame:
+        (dest / "JPEGImages" / frame).symlink_to(data_root / "JPEGImages" / frame)
+    mapping.to_csv(dest / "frame_to_trial_mapping.csv", index=False)
+    return dest
+
+
+def test_new_unlabelled_trials_get_the_runs_own_predictions(
+    tmp_path: Path, run_dir: Path, data_root: Path
+) -> None:
+    expected = expected_rows(run_dir)
+    folder = unlabelled_copy(data_root, list(expected.index), tmp_path / "new")
+    predict(tmp_path / "out", f"run={run_dir}", f"data.root={folder}")
+    predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert sorted(predicted.trial) == sorted(expected.index)
+    assert predicted.label.isna().all() and not (tmp_path / "out" / "metrics.json").exists()
+    assert_reproduces(predicted, expected)
+
+
+def test_labelled_trials_also_get_metrics(tmp_path: Path, run_dir: Path, data_root: Path) -> None:
+    predict(tmp_path / "out", f"run={run_dir}", f"data.root={data_root}")
+    predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    outcomes = pd.read_csv(data_root / "socal_trial_outcomes.csv")
+    # Every trial with frames, also S105T1, which has frames but no outcome row.
+    assert "S105T1" in set(predicted.trial) and predicted.set_index("trial").label.isna()["S105T1"]
+    assert_reproduces(predicted, expected_rows(run_dir))
+    labelled = predicted.dropna(subset=["label"])
+    assert len(labelled) == outcomes.success.notna().sum() - 3  # three rows have no video
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["n_labelled"] == len(labelled)
+    assert metrics["test"]["auroc"] == pytest.approx(
+        roc_auc_score(labelled.label, labelled.probability)
+    )
+    assert metrics["test"]["accuracy"] == pytest.approx(
+        accuracy_score(labelled.label, labelled.probability >= metrics["threshold"])
+    )
+
+
+def test_a_model_tar_gz_predicts_the_same_from_disk_and_from_s3(
+    tmp_path: Path, run_dir: Path, data_root: Path, model_archive: Path, bucket: str, aws: dict
+) -> None:
+    import boto3
+
+    expected = expected_rows(run_dir)
+    folder = unlabelled_copy(data_root, list(expected.index), tmp_path / "new")
+    predict(tmp_path / "local", f"run={model_archive}", f"data.root={folder}")
+    assert_reproduces(pd.read_csv(tmp_path / "local" / "predictions.csv"), expected)
+    key = "socal/output/job-1/output/model.tar.gz"
+    boto3.client("s3").upload_file(str(model_archive), bucket, key)
+    predict(tmp_path / "s3", f"run=s3://{bucket}/{key}", f"data.root={folder}", env=aws)
+    assert_reproduces(pd.read_csv(tmp_path / "s3" / "predictions.csv"), expected)
+
+
+def test_bad_sources_end_with_one_clear_line(tmp_path: Path, data_root: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "predict.py", f"run={tmp_path}", f"data.root={data_root}",
+         f"hydra.run.dir={tmp_path / 'out'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "holds no socal model (socal.json)" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+ENDPOINT = """
+import base64, json, sys
+from pathlib import Path
+import inference  # what the PyTorch serving container imports from code/
+import socal
+
+model_dir, frames_dir, trial = sys.argv[1:4]
+assert socal.__file__.startswith(model_dir), socal.__file__  # the shipped copy
+frames = sorted(Path(frames_dir).glob(trial + "*_frame_*.jpeg"))
+model = inference.model_fn(model_dir)
+encoded = [base64.b64encode(f.read_bytes()).decode() for f in frames]
+request = json.dumps({"id": trial, "frames": encoded})
+data = inference.input_fn(request, "application/json")
+print(inference.output_fn(inference.predict_fn(data, model), "application/json"))
+"""
+
+
+def test_the_archive_serves_as_a_sagemaker_endpoint(
+    tmp_path: Path, run_dir: Path, data_root: Path, model_archive: Path
+) -> None:
+    """Extracted as the serving container does, with only code/ on the path (not this repo)."""
+    model_dir = tmp_path / "opt_ml_model"
+    with tarfile.open(model_archive) as tar:
+        tar.extractall(model_dir, filter="data")
+    assert {"config.json", "model.safetensors", "socal.json", "config.yaml", "metrics.json"} <= {
+        p.name for p in model_dir.iterdir()
+    }
+    assert (model_dir / "code" / "requirements.txt").is_file()
+    expected = expected_rows(run_dir)
+    mapping = pd.read_csv(data_root / "frame_to_trial_mapping.csv")
+    # A trial recorded as one video (its file names sort in frame order).
+    single = mapping.groupby("trial_id").frame.apply(lambda f: f.str.match(r"S\d+T\d+_").all())
+    trial = next(t for t in expected.index if single[t])
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDPOINT, str(model_dir), str(data_root / "JPEGImages"), trial],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(model_dir / "code")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (answer,) = json.loads(proc.stdout.splitlines()[-1])["predictions"]
+    assert answer["id"] == trial
+    assert answer["probability"] == pytest.approx(expected.probability[trial], abs=1e-6)
+    assert answer["prediction"] == expected.prediction[trial]
+    assert np.isfinite(answer["threshold"])
