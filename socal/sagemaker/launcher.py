@@ -99,9 +99,7 @@ def run_locally(
 ) -> None:
     """instance=local: train.py under the container contract, in a local folder."""
     name = request["TrainingJobName"]
-    run = local_container.run(
-        job.hyperparameters, archive, local_data(cfg), where.run_dir / "opt_ml", name
-    )
+    run = local_container.run(job, archive, local_data(cfg), where.run_dir / "opt_ml", name)
     status = "local-failed" if run.returncode else "local-done"
     record(where, job, name, status, str(run.model_dir))
     if run.returncode:

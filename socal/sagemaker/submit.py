@@ -6,10 +6,14 @@ imports the SageMaker SDK (v3 ``ModelTrainer``) only here, and creates the job.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
+from typing import Any, Optional
 
 from socal.errors import UserError
 from socal.sagemaker import hyperparams
+from socal.sagemaker.exec_driver import COMMAND
 from socal.sagemaker.job import CHANNEL, ENTRY_SCRIPT, JobPlan, split_s3
 
 
@@ -50,8 +54,13 @@ def preflight(job: JobPlan, check_data: bool) -> None:
         )
 
 
-def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
-    """Create the training job through ModelTrainer; return its name."""
+def model_trainer(job: JobPlan, archive: Path, local_root: Optional[Path] = None) -> Any:
+    """The SDK's ModelTrainer for ``job``; ``local_root``: its LOCAL_CONTAINER twin (no AWS).
+
+    The source code runs through ``exec_driver.COMMAND`` so that SIGTERM reaches the training
+    processes (see socal.sagemaker.exec_driver); ``entry_script`` still tells the SDK's driver
+    what to run. A local twin installs no requirements (it runs in this environment).
+    """
     import boto3
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.shapes import Channel, DataSource, MetricDefinition, S3DataSource
@@ -64,12 +73,17 @@ def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
     )
     from sagemaker.train import ModelTrainer
     from sagemaker.train.distributed import Torchrun
+    from sagemaker.train.model_trainer import Mode
 
-    session = Session(
-        boto_session=boto3.session.Session(region_name=job.region),
-        default_bucket=job.bucket,
-        default_bucket_prefix=job.code_prefix,
-    )
+    logging.getLogger("sagemaker.core.utils.utils").addFilter(_not_about_command)
+    local = local_root is not None
+    session = None
+    if not local:
+        session = Session(
+            boto_session=boto3.session.Session(region_name=job.region),
+            default_bucket=job.bucket,
+            default_bucket_prefix=job.code_prefix,
+        )
     channels = (
         []
         if job.data_uri is None
@@ -88,13 +102,18 @@ def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
         ]
     )
     trainer = ModelTrainer(
+        training_mode=Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
+        local_container_root=str(local_root) if local else os.getcwd(),
         sagemaker_session=session,
         role=job.role,
         base_job_name=job.base_job_name,
         training_image=job.image,
         training_input_mode=job.input_mode,
         source_code=SourceCode(
-            source_dir=str(archive), entry_script=ENTRY_SCRIPT, requirements=job.requirements
+            source_dir=str(archive),
+            entry_script=ENTRY_SCRIPT,
+            command=COMMAND,
+            requirements=None if local else job.requirements,
         ),
         compute=Compute(
             instance_type=job.instance_type,
@@ -117,5 +136,17 @@ def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
     trainer.with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in job.metric_definitions]
     )
+    return trainer
+
+
+def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
+    """Create the training job through ModelTrainer; return its name."""
+    trainer = model_trainer(job, archive)
     trainer.train(wait=wait, logs=logs and wait)
     return trainer._latest_training_job.training_job_name
+
+
+def _not_about_command(record: logging.LogRecord) -> bool:
+    """The SDK warns that ``command`` wins over ``entry_script`` and that hyperparameters are
+    then not on argv: both intended here (exec_driver passes them as the driver would)."""
+    return "'command'" not in record.getMessage()

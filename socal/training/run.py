@@ -96,8 +96,8 @@ def _predictions_table(subset: str, trials: list[Trial], result: Predictions, ta
 
 def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Trial]]:
     """Index the folder (generating synthetic data once), check it, split it, save split.csv."""
-    if dist.is_main:
-        data_root(cfg.data, progress=cfg.trainer.progress)
+    if dist.is_node_main:  # each node has its own disk (SageMaker: one instance per node)
+        data_root(cfg.data, progress=cfg.trainer.progress and dist.is_main)
     distributed.barrier(dist)
     trials = checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
     subsets = split_trials(trials, cfg.split, regression=task_of(cfg) == "regression")
@@ -155,13 +155,27 @@ def build_engine(
     if not cfg.trainer.resume and dist.is_main:
         checkpoint.clear(checkpoint_dir)
     distributed.barrier(dist)
-    if cfg.trainer.resume and (state := checkpoint.find_resumable(checkpoint_dir, engine.config)):
+    if state := _resumable(cfg, checkpoint_dir, engine.config, dist):
         engine.load_state_dict(state)
         log.info(
             "resuming from %s: %d epochs and %d steps of epoch %d done",
             checkpoint_dir, engine.epoch, engine.batches_done, engine.epoch + 1,
         )  # fmt: skip
     return engine, loaders
+
+
+def _resumable(cfg: DictConfig, directory: Path, config: dict, dist: Dist) -> Optional[dict]:
+    """Rank 0's newest usable checkpoint, on every rank (other nodes have other disks)."""
+    state, error = None, None
+    if cfg.trainer.resume and dist.is_main:
+        try:
+            state = checkpoint.find_resumable(directory, config)
+        except UserError as err:  # raised on every rank, not only where it was found
+            error = str(err)
+    state, error = distributed.broadcast((state, error), dist)
+    if error:
+        raise UserError(error)
+    return state
 
 
 def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_dir: Path) -> dict:
@@ -222,6 +236,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             return None
         if dist.is_main:
             pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
-        return evaluate(cfg, engine, subsets, loaders, run_dir)
+        result = evaluate(cfg, engine, subsets, loaders, run_dir)
+        if dist.is_main:
+            checkpoint.mark_finished(engine.checkpoint_dir, result["config_fingerprint"])
+        return result
     finally:
         distributed.shutdown(dist)
