@@ -19,8 +19,9 @@ from socal.errors import UserError
 from socal.sagemaker import hyperparams, local_container, source_archive
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker.launch_config import register
+from socal.training.checkpoint import step_files
 
-from support import TINY_JOB
+from support import TINY_JOB, local_plan
 
 CONF = str(hyperparams.CONF_DIR)
 TINY = [*TINY_JOB, "trainer.progress=false"]
@@ -94,9 +95,9 @@ def test_rebuild_detects_lost_and_unknown_values() -> None:
 def test_tampered_fingerprint_fails_with_failure_file(
     archive: Path, data: Path, tmp_path: Path
 ) -> None:
-    hps, _ = encoded(TINY)
-    hps[hyperparams.FINGERPRINT_KEY] = "0123456789abcdef"
-    job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
+    plan = local_plan(TINY)
+    plan.hyperparameters[hyperparams.FINGERPRINT_KEY] = "0123456789abcdef"
+    job = local_container.run(plan, archive, data, tmp_path / "opt_ml")
     assert job.returncode != 0
     assert job.failure.startswith("config check failed: config fingerprint ")
     assert "differs from the 0123456789abcdef sent by the launcher" in job.failure
@@ -105,10 +106,9 @@ def test_tampered_fingerprint_fails_with_failure_file(
 
 
 def test_crash_during_training_writes_the_failure_file(archive: Path, tmp_path: Path) -> None:
-    hps, _ = encoded(TINY)
     empty = tmp_path / "empty"
     empty.mkdir()
-    job = local_container.run(hps, archive, empty, tmp_path / "opt_ml")
+    job = local_container.run(local_plan(TINY), archive, empty, tmp_path / "opt_ml")
     assert job.returncode != 0
     assert job.failure.startswith("error: ")
     assert not (job.model_dir / "model.pt").exists()
@@ -119,7 +119,9 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     archive: Path, data: Path, tmp_path: Path
 ) -> None:
     hps, sent = encoded(TINY)
-    job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
+    plan = local_plan(TINY)
+    assert plan.hyperparameters == hps
+    job = local_container.run(plan, archive, data, tmp_path / "opt_ml")
     assert job.returncode == 0, job.failure
     assert sorted(p.name for p in job.model_dir.iterdir()) == [
         "config.yaml",
@@ -133,4 +135,7 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     assert {"history.csv", "predictions.csv", "split.csv"} <= {
         p.name for p in job.output_dir.iterdir()
     }
-    assert (job.checkpoint_dir / "last.pt").exists() and not job.failure_file.exists()
+    assert len(step_files(job.checkpoint_dir)) == 1
+    assert (job.checkpoint_dir / "finished.json").exists() and not job.failure_file.exists()
+    log = job.log_file.read_text()  # the SDK's chain: sm_train.sh, environment.py, exec_driver
+    assert "Setting up environment variables" in log and "exec_driver: exec" in log
