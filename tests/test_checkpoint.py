@@ -11,7 +11,9 @@ from socal.training import checkpoint
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()
+    }
 
 
 def test_each_save_adds_one_new_file_and_never_rewrites_one(tmp_path: Path) -> None:
