@@ -22,9 +22,9 @@ import torch
 
 from socal.training.checkpoint import BEST, load, step_files
 from socal.training.distributed import Dist
+from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.run import build_engine, load_trials
-from socal.training.interrupt import StopSignal
 
 from support import REPO, TINY, compose_train, read_metrics
 
