@@ -59,6 +59,9 @@ def training_config(cfg: DictConfig) -> DictConfig:
     OmegaConf.resolve(train)
     train.data.root = hyperparams.CONTAINER_DATA_ROOT
     train.trainer.checkpoint_dir = hyperparams.CONTAINER_CHECKPOINT_DIR
+    # trainer.resume=false is a fresh checkpoint prefix for this launch (checkpoints.bind): the
+    # job itself always resumes what it finds there, e.g. after a spot restart.
+    train.trainer.resume = True
     return train
 
 
@@ -100,6 +103,7 @@ class JobPlan:
     tags: dict[str, str]
     requirements: str
     fingerprint: str
+    fresh: bool  # trainer.resume=false: a new checkpoint prefix for this launch
     metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)
 
     @property
@@ -291,13 +295,15 @@ def plan(
         data_uri=data_uri,
         input_mode=sm.input_mode.value,
         output_uri=_s3(sm.output_uri, "sagemaker.output_uri") or f"{root}/output",
-        checkpoint_uri=f"{checkpoints}/{base}-{fp}",  # a sweep job: its own folder
+        # A sweep job: its own folder; checkpoints.bind() adds the code and data below it.
+        checkpoint_uri=f"{checkpoints}/{base}-{fp}",
         spot=sm.spot,
         max_run=sm.max_run,
         max_wait=max_wait if sm.spot else None,
         tags=dict(sm.tags),
         requirements=sm.requirements,
         fingerprint=fp,
+        fresh=not cfg.trainer.resume,
     )
 
 

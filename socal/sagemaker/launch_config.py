@@ -51,9 +51,9 @@ class SageMakerSettings:
     data_uri: Optional[str] = None
     # Where SageMaker writes model.tar.gz and output.tar.gz; null = s3://BUCKET/PREFIX/output.
     output_uri: Optional[str] = None
-    # Checkpoint S3 prefix; the job uses PREFIX/<base_job_name>-<config fingerprint>, stable for
-    # the run, so a spot restart or a relaunch of the same config resumes. null =
-    # s3://BUCKET/PREFIX/checkpoints.
+    # Checkpoint S3 prefix; the job uses PREFIX/<base_job_name>-<config fingerprint>/code-<hash>-
+    # data-<hash>, so a spot restart or a relaunch of the same config, code and data resumes
+    # (socal.sagemaker.checkpoints). null = s3://BUCKET/PREFIX/checkpoints.
     checkpoint_uri: Optional[str] = None
     # Full training image URI; null = the PyTorch DLC below, via image_uris.retrieve.
     image: Optional[str] = None
@@ -81,6 +81,8 @@ class LaunchOptions:
     logs: bool = True
     # Check that sagemaker.data_uri holds the outcomes CSV and frames before submitting.
     check_data: bool = True
+    # Relaunch a run whose checkpoints say it finished (it is tested and published again).
+    force: bool = False
 
 
 @dataclass

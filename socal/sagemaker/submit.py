@@ -17,8 +17,11 @@ from socal.sagemaker.exec_driver import COMMAND
 from socal.sagemaker.job import CHANNEL, ENTRY_SCRIPT, JobPlan, split_s3
 
 
-def preflight(job: JobPlan, check_data: bool) -> None:
-    """Credentials, then the dataset at the data URI: before anything is uploaded."""
+def preflight(job: JobPlan, check_data: bool) -> Any:
+    """Credentials, then the dataset at the data URI: before anything is uploaded.
+
+    Returns an S3 client of this session.
+    """
     import boto3
 
     session = boto3.session.Session(region_name=job.region)
@@ -27,15 +30,15 @@ def preflight(job: JobPlan, check_data: bool) -> None:
             "no AWS credentials found: run `aws configure` (or `aws sso login`), or "
             "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         )
+    s3 = session.client("s3")
     if job.data_uri is None or not check_data:
-        return
+        return s3
     from botocore.exceptions import BotoCoreError, ClientError
 
     from socal.sagemaker.upload import count_objects
 
     bucket, prefix = split_s3(job.data_uri)
     prefix = f"{prefix}/" if prefix else ""
-    s3 = session.client("s3")
     try:
         outcomes = count_objects(s3, bucket, f"{prefix}socal_trial_outcomes.csv")
         frames = count_objects(s3, bucket, f"{prefix}JPEGImages/", limit=1)
@@ -52,6 +55,21 @@ def preflight(job: JobPlan, check_data: bool) -> None:
             f" upload the dataset first: python -m socal.upload ./SOCAL "
             f"{job.data_uri}"
         )
+    return s3
+
+
+def failure_reason(err: Exception) -> Optional[str]:
+    """One line for an AWS error (a ClientError's code and message); None for anything else."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        operation = getattr(err, "operation_name", "")
+        return f"{error.get('Code', 'ClientError')} ({operation}): {error.get('Message', err)}"
+    if isinstance(err, (BotoCoreError, S3UploadFailedError)):
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def model_trainer(job: JobPlan, archive: Path, local_root: Optional[Path] = None) -> Any:
