@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -132,6 +134,8 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     assert rebuilt == sent
     metrics = json.loads((job.model_dir / "metrics.json").read_text())
     assert metrics["config_fingerprint"] == hps[hyperparams.FINGERPRINT_KEY]
+    assert metrics["versions"]["torch"] == torch.__version__  # what the instance ran with
+    assert metrics["versions"]["transformers"] == transformers.__version__
     assert {"history.csv", "predictions.csv", "split.csv"} <= {
         p.name for p in job.output_dir.iterdir()
     }
@@ -139,3 +143,26 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     assert (job.checkpoint_dir / "finished.json").exists() and not job.failure_file.exists()
     log = job.log_file.read_text()  # the SDK's chain: sm_train.sh, environment.py, exec_driver
     assert "Setting up environment variables" in log and "exec_driver: exec" in log
+
+
+def test_instance_requirements_pin_every_dependency_within_the_project_ranges() -> None:
+    """The shipped requirements file is exact pins only, covers every runtime dependency of
+    pyproject.toml (torch and torchvision come with the image), inside its ranges."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    lines = (hyperparams.CONF_DIR.parent / "requirements" / "instance.txt").read_text()
+    pins = {}
+    for line in lines.splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and "," not in version and " " not in line, line
+            pins[name.lower().replace("_", "-")] = version
+    assert "torch" not in pins and "torchvision" not in pins
+    project = tomllib.loads((hyperparams.CONF_DIR.parent / "pyproject.toml").read_text())
+    for text in project["project"]["dependencies"]:
+        req = Requirement(text)
+        if req.name in ("torch", "torchvision"):
+            continue
+        assert req.name in pins, f"{req.name} is not pinned in requirements/instance.txt"
+        assert req.specifier.contains(pins[req.name]), (req, pins[req.name])

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import http.client
 import http.server
+import io
 import json
 import os
 import re
@@ -398,6 +399,20 @@ def test_metric_definitions_match_the_lines_train_py_prints() -> None:
     assert regexes["lr"].search(line.format("val_loss", "1")) is None
 
 
+MODEL_FILES = ("model.pt", "config.yaml", "metrics.json")
+OUTPUT_FILES = ("history.csv", "predictions.csv", "split.csv", "train.log")
+
+
+def tar_gz(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return buffer.getvalue()
+
+
 @contextlib.contextmanager
 def refusing_proxy(endpoint: str, job_prefix: str) -> Iterator[str]:
     """An HTTP proxy in front of moto that answers CreateTrainingJob for jobs named
@@ -476,6 +491,28 @@ def test_a_sweep_goes_on_when_aws_refuses_one_job(
     assert [r["reason"] for r in rows[::2]] == ["", ""]
     assert jobs("quota-") == sorted(rows[i]["job_name"] for i in (0, 2))
 
+    # python -m socal.jobs: the status of each job from DescribeTrainingJob, and its results.
+    for row in rows[::2]:  # what SageMaker uploads when a job ends (moto runs nothing)
+        for column, files in (("model_uri", MODEL_FILES), ("output_uri", OUTPUT_FILES)):
+            bucket, _, key = row[column][len("s3://") :].partition("/")
+            payload = {name: f"{name} of job {row['index']}" for name in files}
+            boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=tar_gz(payload))
+    followed = subprocess.run(
+        [sys.executable, "-m", "socal.jobs", str(tmp_path / "sweep"), "--download"],
+        cwd=ROOT, env=clean_env(**account), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert followed.returncode == 0, followed.stderr
+    assert "2 job(s) extracted" in followed.stdout
+    with (tmp_path / "sweep" / "sweep.csv").open() as handle:
+        refreshed = list(csv.DictReader(handle))
+    assert [r["status"] for r in refreshed] == ["Completed", "failed", "Completed"]
+    assert refreshed[1]["reason"] == rows[1]["reason"]  # never submitted: left as it was
+    assert [r["runtime_s"] for r in refreshed[::2]] == ["0", "0"]  # moto: start = end
+    for index in ("0", "2"):
+        for name in (*MODEL_FILES, *OUTPUT_FILES):
+            assert (tmp_path / "sweep" / index / name).read_text() == f"{name} of job {index}"
+    assert not (tmp_path / "sweep" / "1" / "metrics.json").exists()
+
 
 @pytest.mark.slow
 def test_checkpoints_belong_to_the_config_the_code_and_the_data(
@@ -526,3 +563,31 @@ def test_checkpoints_belong_to_the_config_the_code_and_the_data(
     finally:
         s3.delete_object(Bucket=data_bucket, Key=f"{data_key}/JPEGImages/extra.jpeg")
     assert other.returncode == 0 and "the data changed (data-" in other.stdout
+
+
+def test_jobs_summary_from_a_describe_response() -> None:
+    """Cost from billable seconds (spot: fewer than the runtime) and the final objective."""
+    from socal.sagemaker.jobs import summarise
+
+    described = {
+        "TrainingJobStatus": "Completed",
+        "TrainingTimeInSeconds": 3600,
+        "BillableTimeInSeconds": 1800,
+        "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2},
+        "HyperParameters": {"trainer__early_stopping__metric": "val_auroc"},
+        "FinalMetricDataList": [
+            {"MetricName": "val_auroc", "Value": 0.5},
+            {"MetricName": "best_val_auroc", "Value": 0.9125},
+        ],
+    }
+    summary = summarise(described, {"ml.g5.xlarge": 1.408})
+    assert summary == {
+        "status": "Completed",
+        "reason": "",
+        "runtime_s": "3600",
+        "billable_s": "1800",
+        "cost_usd": "1.41",  # 0.5 h x 2 instances x 1.408 USD
+        "objective": "best_val_auroc=0.9125",
+    }
+    failed = summarise({"TrainingJobStatus": "Failed", "FailureReason": "error: bad\n"}, {})
+    assert failed["reason"] == "error: bad" and failed["cost_usd"] == ""

@@ -28,22 +28,14 @@ MAX_BASE_NAME = 63 - 15  # v3 appends "-YYYYmmddHHMMSS" and cuts the name at 63 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 MAX_METRIC_DEFINITIONS = 40
-# Metric lines train.py logs, one per line: "[time][socal.training.engine][INFO] - val_loss=0.7868".
+# Metric lines train.py logs, one per line: "[time][socal.training.engine][INFO] - val_loss=0.7868";
+# best_val_* is the early-stopping metric's best value, logged last (what a sweep optimises).
+METRIC_NAMES = (
+    "loss", "accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity", "rmse",
+    "mae", "r2",
+)  # fmt: skip
 METRICS = ["train_loss", "lr"] + [
-    f"{subset}_{name}"
-    for subset in ("val", "test")
-    for name in (
-        "loss",
-        "accuracy",
-        "balanced_accuracy",
-        "auroc",
-        "f1",
-        "sensitivity",
-        "specificity",
-        "rmse",
-        "mae",
-        "r2",
-    )
+    f"{subset}_{name}" for subset in ("val", "test", "best_val") for name in METRIC_NAMES
 ]
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 PLACEHOLDER = "<{} not set>"

@@ -35,6 +35,8 @@ class InstanceConfig:
     gpus: int = 0
     vcpus: int = 0
     volume_gb: int = 50
+    # On-demand list price per instance-hour (us-east-1), for the cost estimate of socal.jobs.
+    hourly_usd: Optional[float] = None
 
 
 @dataclass

@@ -36,6 +36,11 @@ MANIFEST_COLUMNS = [
     "output_uri",
     "checkpoint_uri",
     "reason",
+    # Filled in by python -m socal.jobs from DescribeTrainingJob.
+    "runtime_s",
+    "billable_s",
+    "cost_usd",
+    "objective",
 ]
 # Sweep indices whose job could not be submitted, in this process (Hydra's basic launcher runs
 # every job of a multirun here).

@@ -28,7 +28,12 @@ from socal.training.interrupt import StopSignal
 from socal.training.metrics import baselines, results_table, task_metrics
 from socal.training.model import build_model
 from socal.training.optim import build_optimizer, build_scheduler
-from socal.training.runtime import resolve_device, resolve_precision, seed_everything
+from socal.training.runtime import (
+    installed_versions,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +199,7 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         "epochs_trained": engine.epoch,
         "best_val": {engine.monitor: engine.best},
         "config_fingerprint": fingerprint(cfg),
+        "versions": installed_versions(),  # requirements/instance.txt pins them on SageMaker
     }
     if engine.dist.is_main:
         log_metrics("test_", metrics)

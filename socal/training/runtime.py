@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 import random
 from contextlib import AbstractContextManager
 
@@ -84,3 +85,23 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# What a run's results depend on besides the code and the config (recorded in metrics.json).
+RECORDED_PACKAGES = (
+    "torch", "torchvision", "transformers", "numpy", "pandas", "scikit-learn", "scipy", "pillow",
+    "simplejpeg", "hydra-core", "omegaconf", "huggingface_hub", "safetensors", "tokenizers",
+)  # fmt: skip
+
+
+def installed_versions() -> dict[str, str]:
+    """Python, CUDA and the versions of RECORDED_PACKAGES installed here ("-" if absent)."""
+    from importlib import metadata
+
+    found = {"python": platform.python_version(), "cuda": torch.version.cuda or "-"}
+    for name in RECORDED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "-"
+    return found
