@@ -93,7 +93,7 @@ class JobPlan:
     max_run: int
     max_wait: Optional[int]
     tags: dict[str, str]
-    requirements: str
+    requirements: Optional[str]
     fingerprint: str
     fresh: bool  # trainer.resume=false: a new checkpoint prefix for this launch
     metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)

@@ -68,8 +68,9 @@ class SageMakerSettings:
     base_job_name: str = "socal"
     input_mode: InputMode = InputMode.File
     tags: dict[str, str] = field(default_factory=dict)
-    # Shipped with the source code and pip-installed on the instance (the DLC has torch).
-    requirements: str = "requirements/instance.txt"
+    # Shipped with the source code and pip-installed on the instance (the DLC has torch);
+    # null: nothing is installed (a prebuilt sagemaker.image with everything inside).
+    requirements: Optional[str] = "requirements/instance.txt"
     # Refuse to ship a source archive larger than this.
     max_source_mb: float = 5.0
 
