@@ -59,7 +59,9 @@ def test_transport_matches_the_sdk_driver() -> None:
     hps.update({"trainer__precision": "32", "model__source": "null", "odd": '"quoted"'})
     stored = {k: utils.safe_serialize(v) for k, v in hps.items()}  # CreateTrainingJob strings
     sm_hps = {k: utils.safe_deserialize(v) for k, v in stored.items()}  # environment.py
-    assert json.loads(hyperparams.sm_hps(hps)) == sm_hps
+    assert hyperparams.received([], json.dumps(sm_hps)) == hyperparams.received(
+        hyperparams.driver_argv(hps), None
+    )
     assert hyperparams.driver_argv(hps) == utils.hyperparameters_to_cli_args(sm_hps)
 
 

@@ -108,11 +108,6 @@ def driver_argv(hyperparameters: dict[str, str]) -> list[str]:
     return argv
 
 
-def sm_hps(hyperparameters: dict[str, str]) -> str:
-    """The ``SM_HPS`` environment value the container exports (JSON of decoded values)."""
-    return json.dumps({k: _decode(v) for k, v in hyperparameters.items()})
-
-
 def received(argv: list[str], env_hps: str | None) -> dict[str, str]:
     """What the script was given: argv ``--key value`` pairs, else ``SM_HPS``."""
     if argv:
