@@ -3,6 +3,7 @@
     python benchmarks/stop_pid1.py                         # this checkout, socal's exec chain
     python benchmarks/stop_pid1.py --code ../main --chain driver   # what main's jobs ran
     python benchmarks/stop_pid1.py --chain driver --minutes 0.25   # signal lost, 15 s saves
+    python benchmarks/stop_pid1.py trainer.batch_size=1            # longer epochs
 
 Builds the container folder with the SDK's own sm_train.sh and drivers (socal.sagemaker.
 local_container) for the demo config, runs its entry command as process 1 of a new PID namespace
@@ -53,8 +54,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, help="trainer.checkpoint_every_minutes")
     parser.add_argument("--delay", type=float, default=10.0, help="seconds into epoch 2")
     parser.add_argument("--grace", type=float, default=30.0, help="SIGTERM -> SIGKILL seconds")
+    parser.add_argument("overrides", nargs="*", help="more config overrides, e.g. a longer epoch")
     args = parser.parse_args()
-    overrides = ["experiment=demo", "trainer.epochs=30", "trainer.progress=false"]
+    overrides = ["experiment=demo", "trainer.epochs=30", "trainer.progress=false", *args.overrides]
     if args.minutes is not None:
         overrides.append(f"trainer.checkpoint_every_minutes={args.minutes}")
     with tempfile.TemporaryDirectory() as tmp:

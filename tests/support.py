@@ -24,7 +24,7 @@ from socal.data.transforms import MEAN_STD
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker.job import JobPlan
 from socal.sagemaker.launch_config import register as register_launch
-from socal.training.checkpoint import step_files
+from socal.training.checkpoint import BEST
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
@@ -182,7 +182,11 @@ def stop_process_1(
         if proc.poll() is None:
             proc.kill()
     reader.join(30)
-    files = step_files(checkpoints)
+    # step-NNNNNN.pt, or last.pt of code from before them (measured by benchmarks/stop_pid1.py)
+    files = sorted(
+        (p for p in checkpoints.glob("*.pt") if p.name != BEST),
+        key=lambda p: p.stat().st_mtime, reverse=True,
+    )  # fmt: skip
     saved = files[0].stat().st_mtime if files else started
     # Saved on the signal and exited: nothing to redo. Killed: everything since the newest save.
     lost = 0.0 if exited is not None and saved >= sent else ended - saved
