@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 
 # Batch size 1 and many epochs: the job is still training when it is stopped.
 JOB = [
-    *TINY_JOB, "trainer.batch_size=1", "trainer.epochs=1000", "trainer.early_stopping.patience=1000",
-    "trainer.progress=false",
+    *TINY_JOB, "trainer.batch_size=1", "trainer.epochs=1000",
+    "trainer.early_stopping.patience=1000", "trainer.progress=false",
 ]  # fmt: skip
 
 
