@@ -31,11 +31,11 @@ def main(cfg: DictConfig) -> None:
         job = sagemaker_job.plan(cfg, where.choices, where.sweep_index, cfg.launch.dry_run)
         # The source archive (size-checked) and the complete request, saved beside it.
         archive = source_archive.build(where.run_dir, job.requirements, cfg.sagemaker.max_source_mb)
-        request = launcher.save_request(job, where, job.predicted_job_name())
+        # Each saves the complete request beside the archive, with its checkpoint prefix.
         if cfg.launch.dry_run:
-            launcher.dry_run(where, job, request)
+            launcher.dry_run(where, job, archive)
         elif cfg.instance.type == LOCAL_INSTANCE:
-            launcher.run_locally(cfg, where, job, archive, request)
+            launcher.run_locally(cfg, where, job, archive)
         else:
             launcher.submit(cfg, where, job, archive)
 
@@ -43,3 +43,4 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     launcher.check_instance_argv(sys.argv)
     main()
+    sys.exit(launcher.exit_status())  # a sweep: how many jobs could not be submitted

@@ -8,5 +8,5 @@ Layers, bottom up (checked by the import-linter contracts in ``pyproject.toml``)
 - ``socal.training``: model, optimisation loop, checkpoints, metrics, one run end to end.
 - ``socal.sagemaker``: the launcher (torch-free) and the on-instance container side.
 
-``python -m socal.check|prepare|synthetic|upload`` are kept as short entry points.
+``python -m socal.check|prepare|synthetic|upload|jobs`` are kept as short entry points.
 """

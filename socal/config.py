@@ -34,6 +34,7 @@ NON_SEMANTIC_KEYS = (
     "data.cache_dir",
     "trainer.resume",
     "trainer.checkpoint_dir",
+    "trainer.checkpoint_every_minutes",
     "trainer.progress",
     "trainer.device",
     "data.root",
@@ -196,8 +197,10 @@ class TrainerConfig:
     class_weight: Optional[ClassWeight] = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint_dir: str = "checkpoints"
-    # Also save ``last.pt`` every N optimizer steps inside an epoch (null: at epoch ends only).
+    # Also save a checkpoint every N optimizer steps inside an epoch (null: at epoch ends only).
     checkpoint_every_steps: Optional[int] = None
+    # And every N minutes of training (0: never; null: 10 inside a SageMaker job, else never).
+    checkpoint_every_minutes: Optional[float] = None
     resume: bool = True
     progress: bool = True
     # Batches each data-loader worker keeps ready.

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -17,6 +22,10 @@ from torchvision.transforms import v2
 from socal.config import AugmentConfig, Normalization, register
 from socal.data.synthetic import SyntheticSpec, ensure_synthetic
 from socal.data.transforms import MEAN_STD
+from socal.sagemaker import job as sagemaker_job
+from socal.sagemaker.job import JobPlan
+from socal.sagemaker.launch_config import register as register_launch
+from socal.training.checkpoint import BEST
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
@@ -111,3 +120,82 @@ def reference_transform(
             ),
         ]
     return v2.Compose([*spatial, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+def local_plan(overrides: list[str]) -> JobPlan:
+    """The JobPlan ``launch.py instance=local`` makes for these overrides (no AWS)."""
+    register_launch()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("launch", overrides=["instance=local", *overrides], return_hydra_config=True)
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if v is not None}
+    del cfg.hydra
+    return sagemaker_job.plan(cfg, choices)
+
+
+@dataclass
+class Stopped:
+    """What a SIGTERM to process 1 of a container cost."""
+
+    exited_after_s: Optional[float]  # None: still running after the grace period, then killed
+    lost_s: float  # training time after the newest checkpoint, redone by the restart
+    newest: Optional[str]  # the newest checkpoint file
+    output: str
+
+
+def stop_process_1(
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    checkpoints: Path,
+    after_line: str,
+    delay_s: float,
+    grace_s: float,
+) -> Stopped:
+    """Run ``command`` as process 1 of its own PID namespace, SIGTERM that process ``delay_s``
+    after ``after_line`` is printed, SIGKILL it ``grace_s`` later if it still runs (what
+    SageMaker does after 120 s), and measure the training time the newest checkpoint lacks."""
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", *command],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if after_line in line:
+                seen.set()
+        seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    started = time.time()
+    try:
+        assert seen.wait(600) and proc.poll() is None, "".join(lines[-40:])
+        time.sleep(delay_s)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        process_1 = int(children[0])  # unshare --fork: its child is the namespace's process 1
+        sent = time.time()
+        os.kill(process_1, signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+            exited: Optional[float] = time.time() - sent
+        except subprocess.TimeoutExpired:
+            os.kill(process_1, signal.SIGKILL)  # ends every process of the namespace
+            proc.wait(30)
+            exited = None
+        ended = time.time()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(30)
+    # step-NNNNNN.pt, or last.pt of code from before them (measured by benchmarks/stop_pid1.py)
+    files = sorted(
+        (p for p in checkpoints.glob("*.pt") if p.name != BEST),
+        key=lambda p: p.stat().st_mtime, reverse=True,
+    )  # fmt: skip
+    saved = files[0].stat().st_mtime if files else started
+    # Saved on the signal and exited: nothing to redo. Killed: everything since the newest save.
+    lost = 0.0 if exited is not None and saved >= sent else ended - saved
+    return Stopped(exited, lost, files[0].name if files else None, "".join(lines))

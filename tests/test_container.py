@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -20,8 +22,9 @@ from socal.errors import UserError
 from socal.sagemaker import hyperparams, local_container, source_archive
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker.launch_config import register
+from socal.training.checkpoint import step_files
 
-from support import TINY_JOB
+from support import TINY_JOB, local_plan
 
 CONF = str(hyperparams.CONF_DIR)
 TINY = [*TINY_JOB, "trainer.progress=false"]
@@ -57,7 +60,9 @@ def test_transport_matches_the_sdk_driver() -> None:
     hps.update({"trainer__precision": "32", "model__source": "null", "odd": '"quoted"'})
     stored = {k: utils.safe_serialize(v) for k, v in hps.items()}  # CreateTrainingJob strings
     sm_hps = {k: utils.safe_deserialize(v) for k, v in stored.items()}  # environment.py
-    assert json.loads(hyperparams.sm_hps(hps)) == sm_hps
+    assert hyperparams.received([], json.dumps(sm_hps)) == hyperparams.received(
+        hyperparams.driver_argv(hps), None
+    )
     assert hyperparams.driver_argv(hps) == utils.hyperparameters_to_cli_args(sm_hps)
 
 
@@ -95,9 +100,9 @@ def test_rebuild_detects_lost_and_unknown_values() -> None:
 def test_tampered_fingerprint_fails_with_failure_file(
     archive: Path, data: Path, tmp_path: Path
 ) -> None:
-    hps, _ = encoded(TINY)
-    hps[hyperparams.FINGERPRINT_KEY] = "0123456789abcdef"
-    job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
+    plan = local_plan(TINY)
+    plan.hyperparameters[hyperparams.FINGERPRINT_KEY] = "0123456789abcdef"
+    job = local_container.run(plan, archive, data, tmp_path / "opt_ml")
     assert job.returncode != 0
     assert job.failure.startswith("config check failed: config fingerprint ")
     assert "differs from the 0123456789abcdef sent by the launcher" in job.failure
@@ -106,10 +111,9 @@ def test_tampered_fingerprint_fails_with_failure_file(
 
 
 def test_crash_during_training_writes_the_failure_file(archive: Path, tmp_path: Path) -> None:
-    hps, _ = encoded(TINY)
     empty = tmp_path / "empty"
     empty.mkdir()
-    job = local_container.run(hps, archive, empty, tmp_path / "opt_ml")
+    job = local_container.run(local_plan(TINY), archive, empty, tmp_path / "opt_ml")
     assert job.returncode != 0
     assert job.failure.startswith("error: ")
     assert not (job.model_dir / "model.safetensors").exists()
@@ -120,7 +124,9 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     archive: Path, data: Path, tmp_path: Path
 ) -> None:
     hps, sent = encoded(TINY)
-    job = local_container.run(hps, archive, data, tmp_path / "opt_ml")
+    plan = local_plan(TINY)
+    assert plan.hyperparameters == hps
+    job = local_container.run(plan, archive, data, tmp_path / "opt_ml")
     assert job.returncode == 0, job.failure
     assert sorted(p.name for p in job.model_dir.iterdir()) == [
         "code",
@@ -137,13 +143,41 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     assert rebuilt == sent
     metrics = json.loads((job.model_dir / "metrics.json").read_text())
     assert metrics["config_fingerprint"] == hps[hyperparams.FINGERPRINT_KEY]
+    assert metrics["versions"]["torch"] == torch.__version__  # what the instance ran with
+    assert metrics["versions"]["transformers"] == transformers.__version__
     assert {"history.csv", "predictions.csv", "split.csv"} <= {
         p.name for p in job.output_dir.iterdir()
     }
-    assert (job.checkpoint_dir / "last.pt").exists() and not job.failure_file.exists()
+    assert len(step_files(job.checkpoint_dir)) == 1
+    assert (job.checkpoint_dir / "finished.json").exists() and not job.failure_file.exists()
+    log = job.log_file.read_text()  # the SDK's chain: sm_train.sh, environment.py, exec_driver
+    assert "Setting up environment variables" in log and "exec_driver: exec" in log
     # What CloudWatch gets: one name=value line per epoch, read by the job's metric definitions.
-    printed = job.log_file.read_text()
-    assert re.search(r"^epoch=1/1 train_loss=\S+ val_loss=\S+ .* best=1$", printed, re.M)
+    assert re.search(r"^epoch=1/1 train_loss=\S+ val_loss=\S+ .* best=1\b", log, re.M)
     for definition in sagemaker_job.metric_definitions():
-        if definition["Name"] in ("train_loss", "val_loss", "val_auroc", "test_accuracy", "lr"):
-            assert re.search(definition["Regex"], printed), definition["Name"]
+        names = ("train_loss", "val_loss", "val_auroc", "test_accuracy", "lr", "best_val_loss")
+        if definition["Name"] in names:
+            assert re.search(definition["Regex"], log), definition["Name"]
+
+
+def test_instance_requirements_pin_every_dependency_within_the_project_ranges() -> None:
+    """The shipped requirements file is exact pins only, covers every runtime dependency of
+    pyproject.toml (torch and torchvision come with the image), inside its ranges."""
+    from packaging.requirements import Requirement
+
+    root = hyperparams.CONF_DIR.parent
+    pins = {}
+    for line in (root / "requirements" / "instance.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and "," not in version and " " not in line, line
+            pins[name.lower().replace("_", "-")] = version
+    assert "torch" not in pins and "torchvision" not in pins
+    project = (root / "pyproject.toml").read_text()
+    dependencies = project.split("\ndependencies = [", 1)[1].split("\n]", 1)[0]
+    for text in re.findall(r'^\s*"([^"]+)",', dependencies, re.MULTILINE):
+        req = Requirement(text)
+        if req.name in ("torch", "torchvision"):  # the image's
+            continue
+        assert req.name in pins, f"{req.name} is not pinned in requirements/instance.txt"
+        assert req.specifier.contains(pins[req.name]), (req, pins[req.name])

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.client
+import http.server
+import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -20,7 +30,7 @@ from socal.sagemaker import local_container
 from socal.sagemaker.launch_config import LAUNCHER_KEYS
 from socal.sagemaker.upload import upload
 
-from support import TINY_JOB
+from support import TINY_JOB, local_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/socal-test"
@@ -69,12 +79,16 @@ def launch_without_torch(args: list[str]) -> tuple[subprocess.CompletedProcess, 
 
 
 def launch(
-    args: list[str], env: dict[str, str | None], out: Path, multirun: bool = False
+    args: list[str],
+    env: dict[str, str | None],
+    out: Path,
+    multirun: bool = False,
+    cwd: Path = ROOT,
 ) -> subprocess.CompletedProcess:
     dirs = [f"hydra.sweep.dir={out}"] if multirun else [f"hydra.run.dir={out}"]
     return subprocess.run(
         [sys.executable, "launch.py", *(["-m"] if multirun else []), *args, *dirs],
-        cwd=ROOT,
+        cwd=cwd,
         env=clean_env(**env),
         capture_output=True,
         text=True,
@@ -178,11 +192,12 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     assert channels["training"]["InputMode"] == "FastFile"
     assert job["EnableManagedSpotTraining"] is True
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
-    assert job["CheckpointConfig"] == {
-        "S3Uri": f"s3://{account['SOCAL_S3_BUCKET']}/socal/checkpoints/single-"
-        f"{hps['socal_fingerprint']}",
-        "LocalPath": "/opt/ml/checkpoints",
-    }
+    assert job["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    config_prefix = f"s3://{account['SOCAL_S3_BUCKET']}/socal/checkpoints/single-"
+    assert re.fullmatch(
+        re.escape(config_prefix + hps["socal_fingerprint"]) + "/code-[0-9a-f]{8}-data-[0-9a-f]{8}",
+        job["CheckpointConfig"]["S3Uri"],
+    )
     assert job["OutputDataConfig"]["S3OutputPath"] == (
         f"s3://{account['SOCAL_S3_BUCKET']}/socal/output"
     )
@@ -199,7 +214,11 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     code = channels["code"]["DataSource"]["S3DataSource"]["S3Uri"]
     drivers = channels["sm_drivers"]["DataSource"]["S3DataSource"]["S3Uri"]
     assert json.loads(s3_object(drivers + "/distributed.json"))["process_count_per_node"] == 4
-    assert "torchrun_driver.py" in s3_object(drivers + "/sm_train.sh").decode()
+    # sm_train.sh execs socal's exec_driver, which execs torchrun (SIGTERM reaches it).
+    assert (
+        "exec $SM_PYTHON_CMD -m socal.sagemaker.exec_driver"
+        in s3_object(drivers + "/sm_train.sh").decode()
+    )
     source = json.loads(s3_object(drivers + "/sourcecode.json"))
     assert source["entry_script"] == "train.py"
     assert source["requirements"] == "requirements/instance.txt"
@@ -224,8 +243,13 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     assert archive.read_bytes() == (tmp_path / "run" / "sourcedir.tar.gz").read_bytes()
 
     # What DescribeTrainingJob holds, through the container path: the same config, trained.
+    plan = local_plan(TINY_JOB)
     local = local_container.run(
-        job["HyperParameters"], archive, socal_folder, tmp_path / "opt_ml", name
+        replace(plan, hyperparameters=job["HyperParameters"]),
+        archive,
+        socal_folder,
+        tmp_path / "opt_ml",
+        name,
     )
     assert local.returncode == 0, local.failure
     sent = semantic_config(OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml"))
@@ -245,7 +269,9 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
         "socal_tuned": "optimizer__lr",
         "_tuning_objective_metric": "val_loss",
     }
-    run = local_container.run(tuned, archive, socal_folder, tmp_path / "tuned", name)
+    run = local_container.run(
+        replace(plan, hyperparameters=tuned), archive, socal_folder, tmp_path / "tuned", name
+    )
     assert run.returncode == 0, run.failure
     config = OmegaConf.load(run.model_dir / "config.yaml")
     assert config.optimizer.lr == 0.0005
@@ -382,3 +408,197 @@ def test_metric_definitions_match_the_lines_train_py_prints() -> None:
     assert regexes["val_loss"].search(line.format("train_loss", "0.5")) is None
     assert float(regexes["lr"].search(line.format("lr", "5e-05")).group(1)) == 5e-05
     assert regexes["lr"].search(line.format("val_loss", "1")) is None
+
+
+MODEL_FILES = ("model.pt", "config.yaml", "metrics.json")
+OUTPUT_FILES = ("history.csv", "predictions.csv", "split.csv", "train.log")
+
+
+def tar_gz(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def refusing_proxy(endpoint: str, job_prefix: str) -> Iterator[str]:
+    """An HTTP proxy in front of moto that answers CreateTrainingJob for jobs named
+    ``job_prefix...`` as AWS does when the account's GPU quota is 0 (ResourceLimitExceeded)."""
+    target = urllib.parse.urlsplit(endpoint)
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # answers "Expect: 100-continue" as S3 clients expect
+
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.headers.get("X-Amz-Target") == "SageMaker.CreateTrainingJob" and (
+                json.loads(body)["TrainingJobName"].startswith(job_prefix)
+            ):
+                error = {
+                    "__type": "ResourceLimitExceeded",
+                    "message": "The account-level service limit 'ml.g4dn.xlarge for training "
+                    "job usage' is 0 Instances, with current utilization of 0 Instances.",
+                }
+                self._reply(400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(error))
+                return
+            hop = {"connection", "expect", "keep-alive", "transfer-encoding", "content-length"}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn.request(self.command, self.path, body, headers)
+            response = conn.getresponse()
+            headers = {k: v for k, v in response.getheaders() if k.lower() != "transfer-encoding"}
+            self._reply(response.status, headers, response.read())
+
+        def _reply(self, status: int, headers: dict, body: bytes | str) -> None:
+            data = body.encode() if isinstance(body, str) else body
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.slow
+def test_a_sweep_goes_on_when_aws_refuses_one_job(
+    account: dict, dataset: str, tmp_path: Path
+) -> None:
+    with refusing_proxy(account["AWS_ENDPOINT_URL"], "quota-1-") as proxy:
+        result = launch(
+            [*TINY, "optimizer.lr=1e-5,5e-5,1e-4", "sagemaker.base_job_name=quota"],
+            {**account, "AWS_ENDPOINT_URL": proxy},
+            tmp_path / "sweep",
+            multirun=True,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output  # the exit status: how many jobs failed
+    errors = [line for line in output.splitlines() if "error:" in line]
+    assert len(errors) == 2, errors  # one line for the job, one summary
+    assert "sweep job 1 (" in errors[0] and " optimizer.lr=5e-05 " in errors[0]
+    assert "ResourceLimitExceeded (CreateTrainingJob): The account-level service limit" in errors[0]
+    assert "1 sweep job(s) not submitted (1)" in errors[1]
+    with (tmp_path / "sweep" / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["status"] for r in rows] == ["submitted", "failed", "submitted"]
+    assert rows[1]["reason"].startswith("ResourceLimitExceeded (CreateTrainingJob): ")
+    assert [r["reason"] for r in rows[::2]] == ["", ""]
+    assert jobs("quota-") == sorted(rows[i]["job_name"] for i in (0, 2))
+
+    # python -m socal.jobs: the status of each job from DescribeTrainingJob, and its results.
+    for row in rows[::2]:  # what SageMaker uploads when a job ends (moto runs nothing)
+        for column, files in (("model_uri", MODEL_FILES), ("output_uri", OUTPUT_FILES)):
+            bucket, _, key = row[column][len("s3://") :].partition("/")
+            payload = {name: f"{name} of job {row['index']}" for name in files}
+            boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=tar_gz(payload))
+    followed = subprocess.run(
+        [sys.executable, "-m", "socal.jobs", str(tmp_path / "sweep"), "--download"],
+        cwd=ROOT, env=clean_env(**account), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert followed.returncode == 0, followed.stderr
+    assert "2 job(s) extracted" in followed.stdout
+    with (tmp_path / "sweep" / "sweep.csv").open() as handle:
+        refreshed = list(csv.DictReader(handle))
+    assert [r["status"] for r in refreshed] == ["Completed", "failed", "Completed"]
+    assert refreshed[1]["reason"] == rows[1]["reason"]  # never submitted: left as it was
+    assert [r["runtime_s"] for r in refreshed[::2]] == ["0", "0"]  # moto: start = end
+    for index in ("0", "2"):
+        for name in (*MODEL_FILES, *OUTPUT_FILES):
+            assert (tmp_path / "sweep" / index / name).read_text() == f"{name} of job {index}"
+    assert not (tmp_path / "sweep" / "1" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_checkpoints_belong_to_the_config_the_code_and_the_data(
+    account: dict, dataset: str, tmp_path: Path
+) -> None:
+    args = [*TINY, "sagemaker.base_job_name=owned", "launch.wait=false"]
+    assert launch(args, account, tmp_path / "first").returncode == 0
+    [first] = jobs("owned-")
+    prefix = describe(first)["CheckpointConfig"]["S3Uri"]
+    assert re.search(r"/owned-[0-9a-f]{16}/code-[0-9a-f]{8}-data-[0-9a-f]{8}$", prefix)
+    bucket, _, key = prefix[len("s3://") :].partition("/")
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key=f"{key}/step-000010.pt", Body=b"weights")
+
+    # The same config, code and data: the same prefix (resumes). Once finished: refused.
+    s3.put_object(Bucket=bucket, Key=f"{key}/finished.json", Body=b"{}")
+    message = error_line(launch(args, account, tmp_path / "again"))
+    assert "already trained to the end" in message
+    assert "trainer.resume=false" in message and "launch.force=true" in message
+    forced = launch([*args, "launch.force=true"], account, tmp_path / "forced")
+    assert forced.returncode == 0 and "relaunching a finished run" in forced.stdout
+    # trainer.resume=false: a new prefix for this launch; nothing of the old one is deleted.
+    assert launch([*args, "trainer.resume=false"], account, tmp_path / "fresh").returncode == 0
+    fresh = json.loads((tmp_path / "fresh" / "request.json").read_text())
+    assert fresh["CheckpointConfig"]["S3Uri"].startswith(prefix + "-fresh-")
+    assert fresh["HyperParameters"]["trainer__resume"] == "true"  # after a spot restart
+    assert s3_object(f"{prefix}/step-000010.pt") == b"weights"
+
+    # Other shipped code: a fresh start, and the warning says what changed.
+    code = tmp_path / "code"
+    for name in ("conf", "socal", "requirements"):
+        shutil.copytree(ROOT / name, code / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("launch.py", "train.py"):
+        shutil.copy(ROOT / name, code / name)
+    with (code / "socal" / "training" / "engine.py").open("a") as handle:
+        handle.write("# a change\n")
+    changed = launch(args, account, tmp_path / "changed", cwd=code)
+    assert changed.returncode == 0, changed.stderr
+    assert "the shipped code changed (code-" in changed.stdout
+    uri = json.loads((tmp_path / "changed" / "request.json").read_text())["CheckpointConfig"]
+    assert uri["S3Uri"] != prefix and uri["S3Uri"].split("-data-")[1] == prefix.split("-data-")[1]
+
+    # Other data: likewise.
+    data_bucket, data_key = dataset[len("s3://") :].split("/", 1)
+    s3.put_object(Bucket=data_bucket, Key=f"{data_key}/JPEGImages/extra.jpeg", Body=b"x")
+    try:
+        other = launch(args, account, tmp_path / "data")
+    finally:
+        s3.delete_object(Bucket=data_bucket, Key=f"{data_key}/JPEGImages/extra.jpeg")
+    assert other.returncode == 0 and "the data changed (data-" in other.stdout
+
+
+def test_jobs_summary_from_a_describe_response() -> None:
+    """Cost from billable seconds (spot: fewer than the runtime) and the final objective."""
+    from socal.sagemaker.jobs import summarise
+
+    described = {
+        "TrainingJobStatus": "Completed",
+        "TrainingTimeInSeconds": 3600,
+        "BillableTimeInSeconds": 1800,
+        "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2},
+        "HyperParameters": {"trainer__early_stopping__metric": "val_auroc"},
+        "FinalMetricDataList": [
+            {"MetricName": "val_auroc", "Value": 0.5},
+            {"MetricName": "best_val_auroc", "Value": 0.9125},
+        ],
+    }
+    summary = summarise(described, {"ml.g5.xlarge": 1.408})
+    assert summary == {
+        "status": "Completed",
+        "reason": "",
+        "runtime_s": "3600",
+        "billable_s": "1800",
+        "cost_usd": "1.41",  # 0.5 h x 2 instances x 1.408 USD
+        "objective": "best_val_auroc=0.9125",
+    }
+    failed = summarise({"TrainingJobStatus": "Failed", "FailureReason": "error: bad\n"}, {})
+    assert failed["reason"] == "error: bad" and failed["cost_usd"] == ""

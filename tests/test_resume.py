@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from socal.training.checkpoint import LAST, PREVIOUS, load
+from socal.training.checkpoint import load, step_files
 from socal.training.distributed import Dist
 from socal.training.engine import Engine
 from socal.training.interrupt import StopSignal
@@ -79,7 +79,7 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(
     time.sleep(0.4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    state = load(run_dir / "checkpoints" / LAST)
+    state = load(step_files(run_dir / "checkpoints")[0])
     assert state["epoch"] < 4, "the run finished before it could be killed"
     restarted = run_train(run_dir, overrides(data_root))
     assert "resuming from" in restarted.stdout
@@ -100,7 +100,7 @@ def test_sigterm_saves_a_checkpoint_exits_0_promptly_and_resumes_exactly(
     assert proc.returncode == 0, rest[-3000:]
     assert elapsed < 15, f"took {elapsed:.1f}s to stop"
     assert "stopped by SIGTERM" in rest and "to resume" in rest
-    state = load(run_dir / "checkpoints" / LAST)
+    state = load(step_files(run_dir / "checkpoints")[0])
     assert state["epoch"] >= 1 and not (run_dir / "metrics.json").exists()
     run_train(run_dir, overrides(data_root))
     same_results(run_dir, reference)
@@ -120,9 +120,9 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     checkpoints = run_dir / "checkpoints"
-    assert (checkpoints / PREVIOUS).exists()
-    data = (checkpoints / LAST).read_bytes()
-    (checkpoints / LAST).write_bytes(data[: len(data) // 3])
+    newest, previous = step_files(checkpoints)  # the newest two are kept
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 3])
     resumed = run_train(run_dir, args)
     assert "is unreadable" in resumed.stdout and "resuming from" in resumed.stdout
     same_results(run_dir, reference)
@@ -134,7 +134,7 @@ def test_no_readable_checkpoint_starts_fresh_with_a_warning(
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True)
-    (checkpoints / LAST).write_bytes(b"not a checkpoint")
+    (checkpoints / "step-000100.pt").write_bytes(b"not a checkpoint")
     proc = run_train(run_dir, [*overrides(data_root), "trainer.epochs=1"])
     assert "is unreadable" in proc.stdout and "resuming from" not in proc.stdout
     assert read_metrics(run_dir)["epochs_trained"] == 1
@@ -151,10 +151,8 @@ def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(
     assert "optimizer.lr: 0.001 -> 0.5" in proc.stdout
     fresh = run_train(tmp_path / "fresh", [*other, "trainer.epochs=1", "trainer.resume=false"])
     assert "trainer.resume=false: removing" in fresh.stdout and "resuming" not in fresh.stdout
-    assert load(checkpoints / LAST)["epoch"] == 1
-    assert all(
-        load(checkpoints / name)["config"]["optimizer"]["lr"] == 0.5 for name in (LAST, PREVIOUS)
-    )
+    assert load(step_files(checkpoints)[0])["epoch"] == 1
+    assert all(load(path)["config"]["optimizer"]["lr"] == 0.5 for path in step_files(checkpoints))
 
 
 def test_interrupted_on_the_last_step_of_an_epoch_resumes_exactly(tmp_path: Path, data_root: Path):

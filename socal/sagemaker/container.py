@@ -89,7 +89,7 @@ def trial_placement(hps: dict[str, str]) -> dict[str, str]:
 
     A tuning job has one CheckpointConfig for all of its training jobs, the API documents no
     per-trial prefix, and SDK v3's HyperparameterTuner passes the ModelTrainer's unchanged: every
-    trial would sync (and resume) the same ``last.pt``. ``TRAINING_JOB_NAME`` differs between
+    trial would sync (and resume) the same step checkpoints. ``TRAINING_JOB_NAME`` differs between
     trials and stays the same when SageMaker restarts one (spot), so each trial resumes only its
     own checkpoints.
     """

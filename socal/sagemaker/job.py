@@ -28,22 +28,14 @@ MAX_BASE_NAME = 63 - 15  # v3 appends "-YYYYmmddHHMMSS" and cuts the name at 63 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 MAX_METRIC_DEFINITIONS = 40
-# Metric lines train.py logs, one per line: "[time][socal.training.engine][INFO] - val_loss=0.7868".
+# Metric lines train.py logs, one per line: "[time][socal.training.engine][INFO] - val_loss=0.7868";
+# best_val_* is the early-stopping metric's best value, logged last (what a sweep optimises).
+METRIC_NAMES = (
+    "loss", "accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity", "rmse",
+    "mae", "r2",
+)  # fmt: skip
 METRICS = ["train_loss", "lr"] + [
-    f"{subset}_{name}"
-    for subset in ("val", "test", "best_val")  # best_val_*: tuning objectives
-    for name in (
-        "loss",
-        "accuracy",
-        "balanced_accuracy",
-        "auroc",
-        "f1",
-        "sensitivity",
-        "specificity",
-        "rmse",
-        "mae",
-        "r2",
-    )
+    f"{subset}_{name}" for subset in ("val", "test", "best_val") for name in METRIC_NAMES
 ]
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 PLACEHOLDER = "<{} not set>"
@@ -61,6 +53,9 @@ def training_config(cfg: DictConfig) -> DictConfig:
     OmegaConf.resolve(train)
     train.data.root = hyperparams.CONTAINER_DATA_ROOT
     train.trainer.checkpoint_dir = hyperparams.CONTAINER_CHECKPOINT_DIR
+    # trainer.resume=false is a fresh checkpoint prefix for this launch (checkpoints.bind): the
+    # job itself always resumes what it finds there, e.g. after a spot restart.
+    train.trainer.resume = True
     return train
 
 
@@ -100,8 +95,9 @@ class JobPlan:
     max_run: int
     max_wait: Optional[int]
     tags: dict[str, str]
-    requirements: str
+    requirements: Optional[str]
     fingerprint: str
+    fresh: bool  # trainer.resume=false: a new checkpoint prefix for this launch
     metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -296,13 +292,15 @@ def plan(
         data_uri=data_uri,
         input_mode=sm.input_mode.value,
         output_uri=_s3(sm.output_uri, "sagemaker.output_uri") or f"{root}/output",
-        checkpoint_uri=f"{checkpoints}/{base}-{fp}",  # a sweep job: its own folder
+        # A sweep job: its own folder; checkpoints.bind() adds the code and data below it.
+        checkpoint_uri=f"{checkpoints}/{base}-{fp}",
         spot=sm.spot,
         max_run=sm.max_run,
         max_wait=max_wait if sm.spot else None,
         tags=dict(sm.tags),
         requirements=requirements,
         fingerprint=fp,
+        fresh=not cfg.trainer.resume,
         environment=environment,
     )
 

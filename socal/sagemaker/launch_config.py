@@ -36,6 +36,8 @@ class InstanceConfig:
     gpus: int = 0
     vcpus: int = 0
     volume_gb: int = 50
+    # On-demand list price per instance-hour (us-east-1), for the cost estimate of socal.jobs.
+    hourly_usd: Optional[float] = None
 
 
 @dataclass
@@ -52,9 +54,9 @@ class SageMakerSettings:
     data_uri: Optional[str] = None
     # Where SageMaker writes model.tar.gz and output.tar.gz; null = s3://BUCKET/PREFIX/output.
     output_uri: Optional[str] = None
-    # Checkpoint S3 prefix; the job uses PREFIX/<base_job_name>-<config fingerprint>, stable for
-    # the run, so a spot restart or a relaunch of the same config resumes. null =
-    # s3://BUCKET/PREFIX/checkpoints.
+    # Checkpoint S3 prefix; the job uses PREFIX/<base_job_name>-<config fingerprint>/code-<hash>-
+    # data-<hash>, so a spot restart or a relaunch of the same config, code and data resumes
+    # (socal.sagemaker.checkpoints). null = s3://BUCKET/PREFIX/checkpoints.
     checkpoint_uri: Optional[str] = None
     # Full training image URI; null = the PyTorch DLC below, via image_uris.retrieve.
     image: Optional[str] = None
@@ -67,8 +69,9 @@ class SageMakerSettings:
     base_job_name: str = "socal"
     input_mode: InputMode = InputMode.File
     tags: dict[str, str] = field(default_factory=dict)
-    # Shipped with the source code and pip-installed on the instance (the DLC has torch).
-    requirements: str = "requirements/instance.txt"
+    # Shipped with the source code and pip-installed on the instance (the DLC has torch);
+    # null: nothing is installed (a prebuilt sagemaker.image with everything inside).
+    requirements: Optional[str] = "requirements/instance.txt"
     # Refuse to ship a source archive larger than this.
     max_source_mb: float = 5.0
 
@@ -82,6 +85,8 @@ class LaunchOptions:
     logs: bool = True
     # Check that sagemaker.data_uri holds the outcomes CSV and frames before submitting.
     check_data: bool = True
+    # Relaunch a run whose checkpoints say it finished (it is tested and published again).
+    force: bool = False
 
 
 class TuningStrategy(str, Enum):

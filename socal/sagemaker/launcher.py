@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from socal.config import CONF_DIR
 from socal.errors import UserError
-from socal.sagemaker import local_container
+from socal.sagemaker import checkpoints, local_container
 from socal.sagemaker import submit as aws
 from socal.sagemaker.job import JobPlan
 
@@ -35,7 +35,16 @@ MANIFEST_COLUMNS = [
     "model_uri",
     "output_uri",
     "checkpoint_uri",
+    "reason",
+    # Filled in by python -m socal.jobs from DescribeTrainingJob.
+    "runtime_s",
+    "billable_s",
+    "cost_usd",
+    "objective",
 ]
+# Sweep indices whose job could not be submitted, in this process (Hydra's basic launcher runs
+# every job of a multirun here).
+FAILED: list[int] = []
 
 
 @dataclass
@@ -84,8 +93,10 @@ def save_request(job: JobPlan, where: LaunchContext, job_name: str) -> dict:
     return request
 
 
-def dry_run(where: LaunchContext, job: JobPlan, request: dict) -> None:
-    """Print the complete request; nothing reaches AWS."""
+def dry_run(where: LaunchContext, job: JobPlan, archive: Path) -> None:
+    """Print the complete request; nothing reaches AWS (the data is not listed: ``unlisted``)."""
+    job = checkpoints.bind(job, checkpoints.code_digest(archive), "unlisted", job.fresh)
+    request = save_request(job, where, job.predicted_job_name())
     print(json.dumps(request, indent=2))
     log.info(
         "dry run: nothing submitted; request saved to %s, source archive beside it",
@@ -94,14 +105,11 @@ def dry_run(where: LaunchContext, job: JobPlan, request: dict) -> None:
     record(where, job, request["TrainingJobName"], "dry-run")
 
 
-def run_locally(
-    cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path, request: dict
-) -> None:
-    """instance=local: train.py under the container contract, in a local folder."""
-    name = request["TrainingJobName"]
-    run = local_container.run(
-        job.hyperparameters, archive, local_data(cfg), where.run_dir / "opt_ml", name
-    )
+def run_locally(cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path) -> None:
+    """instance=local: the container command chain, in a local folder."""
+    job = checkpoints.bind(job, checkpoints.code_digest(archive), "local", job.fresh)
+    name = save_request(job, where, job.predicted_job_name())["TrainingJobName"]
+    run = local_container.run(job, archive, local_data(cfg), where.run_dir / "opt_ml", name)
     status = "local-failed" if run.returncode else "local-done"
     record(where, job, name, status, str(run.model_dir))
     if run.returncode:
@@ -109,15 +117,50 @@ def run_locally(
 
 
 def submit(cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path) -> None:
-    """SageMaker: credentials and data first, then upload the code and create the job."""
-    aws.preflight(job, cfg.launch.check_data)
-    blocking = cfg.launch.wait and where.sweep_index is None  # a sweep never blocks
-    name = aws.submit(job, archive, wait=blocking, logs=cfg.launch.logs)
+    """SageMaker: credentials and data, the checkpoint prefix, then upload the code and create
+    the job. In a sweep, a job that cannot be submitted becomes a ``failed`` row and the sweep
+    goes on (``exit_status`` counts them)."""
+    name = job.predicted_job_name()
+    try:
+        s3 = aws.preflight(job, cfg.launch.check_data)
+        data = checkpoints.data_digest(s3, job.data_uri)
+        job = checkpoints.bind(job, checkpoints.code_digest(archive), data, job.fresh)
+        checkpoints.check(s3, job, cfg.launch.force)
+        name = save_request(job, where, name)["TrainingJobName"]
+        blocking = cfg.launch.wait and where.sweep_index is None  # a sweep never blocks
+        name = aws.submit(job, archive, wait=blocking, logs=cfg.launch.logs)
+    except Exception as err:
+        reason = str(err) if isinstance(err, UserError) else aws.failure_reason(err)
+        if reason is None:
+            raise
+        if where.sweep_index is None:
+            raise UserError(f"not submitted: {reason}") from err
+        reason = " ".join(reason.split())
+        log.error("error: sweep job %d (%s) not submitted: %s", where.sweep_index,
+                  " ".join(where.overrides), reason)  # fmt: skip
+        FAILED.append(where.sweep_index)
+        record(where, job, name, "failed", reason=reason)
+        return
     record(where, job, name, "submitted")
 
 
+def exit_status() -> int:
+    """The number of sweep jobs that could not be submitted (0: all were), said in one line."""
+    if FAILED:
+        log.error(
+            "error: %d sweep job(s) not submitted (%s): see the failed rows of %s",
+            len(FAILED), ", ".join(map(str, FAILED)), MANIFEST,
+        )  # fmt: skip
+    return min(len(FAILED), 125)
+
+
 def record(
-    where: LaunchContext, job: JobPlan, job_name: str, status: str, model_uri: Optional[str] = None
+    where: LaunchContext,
+    job: JobPlan,
+    job_name: str,
+    status: str,
+    model_uri: Optional[str] = None,
+    reason: str = "",
 ) -> None:
     """Log where the results land; in a multirun, add the job's row to sweep.csv."""
     log.info("%s: %s", status, job_name)
@@ -141,6 +184,7 @@ def record(
                 "model_uri": model_uri or job.model_uri(job_name),
                 "output_uri": f"{job.output_uri}/{job_name}/output/output.tar.gz",
                 "checkpoint_uri": job.checkpoint_uri,
+                "reason": reason,
             }
         )
 

@@ -1,10 +1,14 @@
-"""``instance=local``: run a job on this host under the SageMaker container contract, no Docker.
+"""``instance=local``: run a job on this host through the container's own command chain, no Docker.
 
-A local folder stands in for ``/opt/ml``: the source archive is extracted into
-``input/data/code``, the data folder is linked as the ``training`` channel, and ``train.py``
-runs as a subprocess from the code folder with argv (``--key value``) and the ``SM_*``
-environment as SageMaker SDK v3's container driver gives them. Model, output, checkpoint and
-failure paths are inside the folder. This is how a launch is checked before paying for it.
+A local folder stands in for ``/opt/ml``. The SageMaker SDK prepares the job exactly as for AWS
+(``ModelTrainer._create_training_job_args`` in LOCAL_CONTAINER mode: nothing is uploaded): its
+``sm_train.sh``, drivers and ``sourcecode.json``/``distributed.json`` go to
+``input/data/sm_drivers`` with ``/opt/ml`` replaced by the folder, the source archive to
+``input/data/code``, the config files SageMaker writes to ``input/config``, and the data folder
+is linked as the ``training`` channel. The container's entry command then runs: ``bash -c
+"... sm_train.sh"`` -> the SDK's ``environment.py`` -> ``exec`` socal's exec_driver -> ``exec``
+``train.py`` (or ``torchrun``). Only the requirements are not installed: this environment's
+packages are used. This is how a launch is checked before paying for it.
 """
 
 from __future__ import annotations
@@ -12,23 +16,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
-import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from socal.errors import UserError
 from socal.sagemaker.container import CHECKPOINT_ENV
-from socal.sagemaker.hyperparams import driver_argv, sm_hps
+from socal.sagemaker.job import CHANNEL, JobPlan
 
 log = logging.getLogger("socal.local")
 HOST = "algo-1"
+CONTAINER_ROOT = "/opt/ml"
 
 
 @dataclass
 class LocalJob:
     root: Path  # the stand-in for /opt/ml
-    returncode: int
+    returncode: int = 0
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_dir(self) -> Path:
@@ -56,87 +64,96 @@ class LocalJob:
         return self.failure_file.read_text().strip() if self.failure_file.exists() else ""
 
 
-def _environment(root: Path, job_name: str, hps: dict[str, str], channel: bool) -> dict:
-    """The variables v3's environment.py exports (paths moved under ``root``)."""
-    decoded = json.loads(sm_hps(hps))
-    env = {
-        "TRAINING_JOB_NAME": job_name,
-        "SM_MODEL_DIR": root / "model",
-        "SM_INPUT_DIR": root / "input",
-        "SM_INPUT_DATA_DIR": root / "input" / "data",
-        "SM_INPUT_CONFIG_DIR": root / "input" / "config",
-        "SM_OUTPUT_DIR": root / "output",
-        "SM_OUTPUT_FAILURE": root / "output" / "failure",
-        "SM_OUTPUT_DATA_DIR": root / "output" / "data",
-        "SM_SOURCE_DIR": root / "input" / "data" / "code",
-        "SM_ENTRY_SCRIPT": "train.py",
-        "SM_CHANNELS": json.dumps(["training"] if channel else []),
-        "SM_HPS": sm_hps(hps),
-        "SM_CURRENT_HOST": HOST,
-        "SM_HOSTS": json.dumps([HOST]),
-        "SM_HOST_COUNT": 1,
-        "SM_CURRENT_HOST_RANK": 0,
-        "SM_MASTER_ADDR": HOST,
-        "SM_MASTER_PORT": 7777,
-        "SM_NUM_GPUS": 0,
-        "SM_NUM_CPUS": os.cpu_count() or 1,
-        "SM_CURRENT_INSTANCE_TYPE": "local",
-        CHECKPOINT_ENV: root / "checkpoints",
+def _relocate(folder: Path, root: Path) -> None:
+    """``/opt/ml`` -> ``root`` in every text file the SDK wrote (scripts, drivers, JSON)."""
+    for path in folder.rglob("*"):
+        if path.suffix in (".sh", ".py", ".json") and path.is_file():
+            text = path.read_text()
+            if CONTAINER_ROOT in text:
+                path.write_text(text.replace(CONTAINER_ROOT, str(root)))
+
+
+def _write_config(root: Path, request: dict, data: bool) -> None:
+    """The files SageMaker writes to ``/opt/ml/input/config`` before the container starts."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(request["hyper_parameters"]))
+    resources = {
+        "current_host": HOST,
+        "current_instance_type": "local",
+        "hosts": [HOST],
+        "network_interface_name": "lo",
     }
-    if channel:
-        env["SM_CHANNEL_TRAINING"] = root / "input" / "data" / "training"
-    for key, value in decoded.items():
-        env[f"SM_HP_{key.replace('-', '_').upper()}"] = (
-            value if isinstance(value, str) else json.dumps(value)
-        )
-    return {k: str(v) for k, v in env.items()}
+    (config / "resourceconfig.json").write_text(json.dumps(resources))
+    channels = [c.channel_name for c in request["input_data_config"] if c.channel_name != CHANNEL]
+    channels = ([CHANNEL] if data else []) + channels
+    inputs = {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+              for name in channels}  # fmt: skip
+    (config / "inputdataconfig.json").write_text(json.dumps(inputs))
+
+
+def prepare(
+    job: JobPlan, archive: Path, data_root: Path | None, root: Path, job_name: str = "local"
+) -> LocalJob:
+    """Lay out ``root`` as the instance's ``/opt/ml`` for ``job``; return the command to run."""
+    from socal.sagemaker.submit import model_trainer
+
+    root = root.resolve()
+    if any(c.isspace() or c in "'\"$`\\" for c in str(root)):
+        raise UserError(f"instance=local needs a folder path without spaces or quotes: {root}")
+    for folder in ("model", "output/data", "checkpoints", "input/data/code"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    trainer = model_trainer(job, str(archive), local_root=root)
+    request = trainer._create_training_job_args()  # the SDK's own preparation, no upload
+    drivers = root / "input" / "data" / "sm_drivers"
+    shutil.copytree(trainer._temp_code_dir.name, drivers, dirs_exist_ok=True)
+    trainer._temp_code_dir.cleanup()
+    _relocate(drivers, root)
+    shutil.copy2(archive, root / "input" / "data" / "code" / archive.name)
+    _write_config(root, request, data_root is not None)
+    if data_root is not None:
+        channel = root / "input" / "data" / CHANNEL
+        if not channel.exists():
+            channel.symlink_to(data_root.resolve(), target_is_directory=True)
+    spec = request["algorithm_specification"]
+    command = [
+        arg.replace(CONTAINER_ROOT, str(root))
+        for arg in [*spec.container_entrypoint, *spec.container_arguments]
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the shipped sources only
+    env.update(
+        TRAINING_JOB_NAME=job_name,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        **{CHECKPOINT_ENV: str(root / "checkpoints")},
+    )
+    return LocalJob(root, command=command, env=env)
 
 
 def run(
-    hyperparameters: dict[str, str],
-    archive: Path,
-    data_root: Path | None,
-    root: Path,
-    job_name: str = "local",
+    job: JobPlan, archive: Path, data_root: Path | None, root: Path, job_name: str = "local"
 ) -> LocalJob:
-    """Run ``train.py`` from ``archive`` with these hyperparameters; ``root`` plays /opt/ml."""
-    code = root / "input" / "data" / "code"
-    code.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(code, filter="data")
-    config = root / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=1))
-    for folder in ("model", "output/data", "checkpoints"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    if data_root is not None:
-        channel = root / "input" / "data" / "training"
-        if not channel.exists():
-            channel.symlink_to(data_root.resolve(), target_is_directory=True)
-    env = {**os.environ, **_environment(root, job_name, hyperparameters, data_root is not None)}
-    env.pop("PYTHONPATH", None)  # the shipped sources only, as on the instance
-    command = [sys.executable, "train.py", *driver_argv(hyperparameters)]
-    log.info("running %s in %s", " ".join(command[:2]), code)
-    job = LocalJob(root, 0)
+    """Run ``job`` from ``archive`` through the container command chain; ``root`` plays /opt/ml."""
+    local = prepare(job, archive, data_root, root, job_name)
+    log.info("running the container command in %s", local.root)
     with (
         subprocess.Popen(
-            command,
-            cwd=code,
-            env=env,
+            local.command,
+            cwd=local.root,
+            env=local.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
         ) as proc,
-        job.log_file.open("w") as log_file,
+        local.log_file.open("w") as log_file,
     ):
         for line in proc.stdout:
             sys.stdout.write(line)
             log_file.write(line)
-    job.returncode = proc.returncode
-    returncode = job.returncode
-    if returncode:
-        log.error("local job failed (exit %d): %s", returncode, job.failure or "no failure file")
+    local.returncode = proc.returncode
+    if local.returncode:
+        log.error("local job failed (exit %d): %s", local.returncode, local.failure or "no failure")
     else:
-        log.info("local job done: model in %s, outputs in %s", job.model_dir, job.output_dir)
-    return job
+        log.info("local job done: model in %s, outputs in %s", local.model_dir, local.output_dir)
+    return local

@@ -10,6 +10,7 @@ import gzip
 import io
 import tarfile
 from pathlib import Path
+from typing import Optional
 
 from socal.errors import UserError
 
@@ -22,12 +23,13 @@ SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoin
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 
 
-def shipped_files(root: Path, requirements: str) -> list[str]:
+def shipped_files(root: Path, requirements: Optional[str]) -> list[str]:
     """Relative paths of every file that goes into the archive, sorted."""
-    req = root / requirements
-    if not req.is_file():
-        raise UserError(f"sagemaker.requirements={requirements}: no such file under {root}")
-    files = {Path(requirements).as_posix()}
+    files = set()
+    if requirements is not None:  # null: nothing installed (a prebuilt sagemaker.image)
+        if not (root / requirements).is_file():
+            raise UserError(f"sagemaker.requirements={requirements}: no such file under {root}")
+        files.add(Path(requirements).as_posix())
     for name in SHIPPED:
         path = root / name
         if not path.exists():
@@ -47,7 +49,7 @@ def shipped_files(root: Path, requirements: str) -> list[str]:
 
 def build(
     dest_dir: Path,
-    requirements: str,
+    requirements: Optional[str],
     max_mb: float,
     root: Path = PROJECT_ROOT,
     root_requirements: bool = False,
@@ -57,7 +59,7 @@ def build(
     ``root_requirements``: also ship the requirements as ``requirements.txt`` (tuning jobs).
     """
     entries = {rel: (root / rel).read_bytes() for rel in shipped_files(root, requirements)}
-    if root_requirements:
+    if root_requirements and requirements is not None:
         entries[ROOT_REQUIREMENTS] = (root / requirements).read_bytes()
     buffer = io.BytesIO()
     # Fixed mtimes, owners and order: the same sources give the same bytes.

@@ -6,15 +6,22 @@ imports the SageMaker SDK (v3 ``ModelTrainer``) only here, and creates the job.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
+from typing import Any, Optional
 
 from socal.errors import UserError
 from socal.sagemaker import hyperparams
+from socal.sagemaker.exec_driver import COMMAND
 from socal.sagemaker.job import CHANNEL, ENTRY_SCRIPT, JobPlan, split_s3
 
 
-def preflight(job: JobPlan, check_data: bool) -> None:
-    """Credentials, then the dataset at the data URI: before anything is uploaded."""
+def preflight(job: JobPlan, check_data: bool) -> Any:
+    """Credentials, then the dataset at the data URI: before anything is uploaded.
+
+    Returns an S3 client of this session.
+    """
     import boto3
 
     session = boto3.session.Session(region_name=job.region)
@@ -23,15 +30,15 @@ def preflight(job: JobPlan, check_data: bool) -> None:
             "no AWS credentials found: run `aws configure` (or `aws sso login`), or "
             "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         )
+    s3 = session.client("s3")
     if job.data_uri is None or not check_data:
-        return
+        return s3
     from botocore.exceptions import BotoCoreError, ClientError
 
     from socal.sagemaker.upload import count_objects
 
     bucket, prefix = split_s3(job.data_uri)
     prefix = f"{prefix}/" if prefix else ""
-    s3 = session.client("s3")
     try:
         outcomes = count_objects(s3, bucket, f"{prefix}socal_trial_outcomes.csv")
         frames = count_objects(s3, bucket, f"{prefix}JPEGImages/", limit=1)
@@ -48,17 +55,32 @@ def preflight(job: JobPlan, check_data: bool) -> None:
             f" upload the dataset first: python -m socal.upload ./SOCAL "
             f"{job.data_uri}"
         )
+    return s3
 
 
-def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
-    """Create the training job through ModelTrainer; return its name."""
-    trainer = build_trainer(job, str(archive))
-    trainer.train(wait=wait, logs=logs and wait)
-    return trainer._latest_training_job.training_job_name
+def failure_reason(err: Exception) -> Optional[str]:
+    """One line for an AWS error (a ClientError's code and message); None for anything else."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        operation = getattr(err, "operation_name", "")
+        return f"{error.get('Code', 'ClientError')} ({operation}): {error.get('Message', err)}"
+    if isinstance(err, (BotoCoreError, S3UploadFailedError)):
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
-def build_trainer(job: JobPlan, source_dir: str):  # -> sagemaker.train.ModelTrainer
-    """The SDK v3 ModelTrainer for a planned job (a single job, or a tuning job's trials)."""
+def model_trainer(job: JobPlan, source_dir: str, local_root: Optional[Path] = None) -> Any:
+    """The SDK's ModelTrainer for ``job`` (a single job, or a tuning job's trials);
+    ``source_dir``: the source archive (a path or its S3 URI); ``local_root``: its
+    LOCAL_CONTAINER twin (no AWS).
+
+    The source code runs through ``exec_driver.COMMAND`` so that SIGTERM reaches the training
+    processes (see socal.sagemaker.exec_driver); ``entry_script`` still tells the SDK's driver
+    what to run. A local twin installs no requirements (it runs in this environment).
+    """
     import boto3
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.shapes import Channel, DataSource, MetricDefinition, S3DataSource
@@ -71,12 +93,17 @@ def build_trainer(job: JobPlan, source_dir: str):  # -> sagemaker.train.ModelTra
     )
     from sagemaker.train import ModelTrainer
     from sagemaker.train.distributed import Torchrun
+    from sagemaker.train.model_trainer import Mode
 
-    session = Session(
-        boto_session=boto3.session.Session(region_name=job.region),
-        default_bucket=job.bucket,
-        default_bucket_prefix=job.code_prefix,
-    )
+    logging.getLogger("sagemaker.core.utils.utils").addFilter(_not_about_command)
+    local = local_root is not None
+    session = None
+    if not local:
+        session = Session(
+            boto_session=boto3.session.Session(region_name=job.region),
+            default_bucket=job.bucket,
+            default_bucket_prefix=job.code_prefix,
+        )
     channels = (
         []
         if job.data_uri is None
@@ -95,13 +122,18 @@ def build_trainer(job: JobPlan, source_dir: str):  # -> sagemaker.train.ModelTra
         ]
     )
     trainer = ModelTrainer(
+        training_mode=Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
+        local_container_root=str(local_root) if local else os.getcwd(),
         sagemaker_session=session,
         role=job.role,
         base_job_name=job.base_job_name,
         training_image=job.image,
         training_input_mode=job.input_mode,
         source_code=SourceCode(
-            source_dir=source_dir, entry_script=ENTRY_SCRIPT, requirements=job.requirements
+            source_dir=source_dir,
+            entry_script=ENTRY_SCRIPT,
+            command=COMMAND,
+            requirements=None if local else job.requirements,
         ),
         compute=Compute(
             instance_type=job.instance_type,
@@ -125,3 +157,16 @@ def build_trainer(job: JobPlan, source_dir: str):  # -> sagemaker.train.ModelTra
     return trainer.with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in job.metric_definitions]
     )
+
+
+def submit(job: JobPlan, archive: Path, wait: bool, logs: bool) -> str:
+    """Create the training job through ModelTrainer; return its name."""
+    trainer = model_trainer(job, str(archive))
+    trainer.train(wait=wait, logs=logs and wait)
+    return trainer._latest_training_job.training_job_name
+
+
+def _not_about_command(record: logging.LogRecord) -> bool:
+    """The SDK warns that ``command`` wins over ``entry_script`` and that hyperparameters are
+    then not on argv: both intended here (exec_driver passes them as the driver would)."""
+    return "'command'" not in record.getMessage()

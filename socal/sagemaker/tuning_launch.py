@@ -5,7 +5,7 @@ overrides: the plain ones compose the job every trial runs, the sweep ones are t
 Writes ``tuning_request.json`` (the CreateHyperParameterTuningJob request) and the
 ``sourcedir.tar.gz`` the trials run into the Hydra sweep folder. No torch; the SageMaker SDK only
 in ``submit()``, which creates the job with SDK v3's ``HyperparameterTuner`` around the
-ModelTrainer a single launch builds (socal.sagemaker.submit.build_trainer).
+ModelTrainer a single launch builds (socal.sagemaker.submit.model_trainer).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def submit(tuning: TuningPlan, archive: Path) -> str:
     boto3.session.Session(region_name=tuning.job.region).client("s3").upload_file(
         str(archive), bucket, key
     )
-    trainer = aws.build_trainer(tuning.job, tuning.code_uri)
+    trainer = aws.model_trainer(tuning.job, tuning.code_uri)
     trainer.hyperparameters = tuning.trainer_hyperparameters()
     ranges = {
         r.key: (

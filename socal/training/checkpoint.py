@@ -1,14 +1,20 @@
-"""Checkpoints: written atomically, read as data (never code), refused when the config differs.
+"""Checkpoints: written once under a new name, read as data (never code), refused when the
+config differs.
 
-``last.pt`` holds everything needed to continue (model, optimizer, scheduler, counters, RNG,
-history, config); the one before it is kept as ``previous.pt`` so a file cut short by a kill
-falls back to the earlier one. ``best.pt`` holds the best model's weights only.
+``step-000123.pt`` holds everything needed to continue (model, optimizer, scheduler, counters,
+RNG, history, config). Each save writes one new file and then deletes all but the newest two, so
+a folder mirrored to S3 (SageMaker's checkpoint sync) uploads exactly one file per save, and a
+file cut short by a kill falls back to the one before it. ``best.pt`` holds the best model's
+weights only; ``finished.json`` marks a run that trained and tested to the end.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +25,26 @@ from socal.errors import UserError
 
 log = logging.getLogger(__name__)
 
-LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
+BEST, FINISHED = "best.pt", "finished.json"
+STEP_NAME = re.compile(r"^step-(\d{6,})\.pt$")
+KEEP = 2
+# Inside a SageMaker training job (the platform sets this variable; instance=local imitates it)
+# a checkpoint is also written every this many minutes unless trainer.checkpoint_every_minutes
+# says otherwise: a stop or spot interruption then loses at most that much work.
+SAGEMAKER_JOB_ENV = "TRAINING_JOB_NAME"
+SAGEMAKER_DEFAULT_MINUTES = 10.0
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:06d}.pt"
+
+
+def step_files(directory: Path) -> list[Path]:
+    """The step checkpoints in ``directory``, newest (highest step) first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := STEP_NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -33,18 +58,27 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_last(state: dict, directory: Path) -> None:
-    """Save ``last.pt``, keeping the one it replaces as ``previous.pt``."""
-    tmp = directory / (LAST + ".new")
-    atomic_save(state, tmp)
-    if (directory / LAST).exists():
-        os.replace(directory / LAST, directory / PREVIOUS)
-    os.replace(tmp, directory / LAST)
+def save_step(state: dict, directory: Path, step: int) -> Path:
+    """Write ``step-NNNNNN.pt`` once, in place, then keep only the newest ``KEEP`` of them.
+
+    No temporary file and no rename: a synced folder would upload both. A file cut short by a
+    kill is unreadable, and loading falls back to the previous one.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / step_name(step)
+    with open(path, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    for old in step_files(directory)[KEEP:]:
+        old.unlink(missing_ok=True)
+    return path
 
 
 def clear(directory: Path) -> None:
     """``trainer.resume=false``: remove what an earlier run left, so nothing of it is reused."""
-    old = [directory / name for name in (LAST, PREVIOUS, BEST) if (directory / name).exists()]
+    named = [directory / name for name in (BEST, FINISHED)]
+    old = step_files(directory) + [p for p in named if p.exists()]
     if old:
         log.warning("trainer.resume=false: removing %s", ", ".join(str(p) for p in old))
     for path in old:
@@ -61,10 +95,7 @@ def find_resumable(directory: Path, config: dict) -> Optional[dict]:
     A checkpoint of another config is refused with the differences named; an unreadable one is
     skipped with a warning.
     """
-    for name in (LAST, PREVIOUS):
-        path = directory / name
-        if not path.exists():
-            continue
+    for path in step_files(directory):
         try:
             state = load(path)
         except Exception as err:  # a truncated or corrupt file: fall back, never crash
@@ -78,3 +109,37 @@ def find_resumable(directory: Path, config: dict) -> Optional[dict]:
             )
         return state
     return None
+
+
+def mark_finished(directory: Path, fingerprint: str) -> None:
+    """Say in the checkpoint folder that this run trained and tested to the end.
+
+    A launcher that finds it refuses to relaunch the run as if it were new (see socal.sagemaker).
+    """
+    record = {"config_fingerprint": fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / FINISHED).write_text(json.dumps(record) + "\n")
+
+
+def interval_seconds(minutes: Optional[float]) -> Optional[float]:
+    """Seconds between time-based checkpoints: ``minutes``, or SageMaker's default when null.
+
+    0 turns them off; null means 10 minutes inside a SageMaker job and off elsewhere.
+    """
+    if minutes is None:
+        minutes = SAGEMAKER_DEFAULT_MINUTES if SAGEMAKER_JOB_ENV in os.environ else 0.0
+    return minutes * 60 if minutes > 0 else None
+
+
+class SaveClock:
+    """Says when a time-based checkpoint is due; reset by every save."""
+
+    def __init__(self, minutes: Optional[float]) -> None:
+        self.interval = interval_seconds(minutes)
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.interval is not None and time.monotonic() - self.last >= self.interval
+
+    def reset(self) -> None:
+        self.last = time.monotonic()

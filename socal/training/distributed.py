@@ -24,6 +24,11 @@ class Dist:
         return self.rank == 0
 
     @property
+    def is_node_main(self) -> bool:
+        """Local rank 0: does the work each node needs on its own disk."""
+        return self.local_rank == 0
+
+    @property
     def enabled(self) -> bool:
         return self.world_size > 1
 
@@ -62,6 +67,16 @@ def broadcast(obj: Any, dist_info: Dist) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def broadcast_module(module: torch.nn.Module, dist_info: Dist) -> None:
+    """Rank 0's parameters and buffers into every rank's ``module``, in place."""
+    if not dist_info.enabled:
+        return
+    import torch.distributed as dist
+
+    for tensor in module.state_dict().values():
+        dist.broadcast(tensor, src=0)
 
 
 def barrier(dist_info: Dist) -> None:

@@ -27,7 +27,7 @@ from socal.data.transforms import finish_clips
 from socal.errors import UserError
 from socal.monitor import NAN_RULE, monitor_mode
 from socal.training import checkpoint
-from socal.training.distributed import Dist, all_gather, barrier
+from socal.training.distributed import Dist, all_gather, barrier, broadcast, broadcast_module
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.runtime import autocast, rng_state, set_rng_state
@@ -81,6 +81,7 @@ class Engine:
         self.config = config
         self.dist = dist
         self.stop = stop if stop is not None else StopSignal()
+        self.save_clock = checkpoint.SaveClock(trainer.checkpoint_every_minutes)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision is Precision.fp16_mixed)
         self.monitor = trainer.early_stopping.metric
         mode = monitor_mode(task, self.monitor, trainer.early_stopping.mode)
@@ -161,8 +162,15 @@ class Engine:
     def save(self) -> None:
         state = self.state_dict()  # every rank takes part in gathering the RNG states
         if self.dist.is_main:
-            checkpoint.save_last(state, self.checkpoint_dir)
+            path = checkpoint.save_step(state, self.checkpoint_dir, self.step)
+            log.info(
+                "checkpoint %s: %d epochs + %d batches done",
+                path.name,
+                self.epoch,
+                self.batches_done,
+            )
         barrier(self.dist)
+        self.save_clock.reset()
 
     # -- one pass ----------------------------------------------------------------------------
     def _loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -188,9 +196,13 @@ class Engine:
         with autocast(self.precision, self.device):
             return self.model(pixel_values=pixels).logits
 
-    def _stop_agreed(self) -> bool:
-        """Whether any rank got a stop signal (all ranks must stop at the same step)."""
-        return any(all_gather(bool(self.stop), self.dist)) if self.dist.enabled else bool(self.stop)
+    def _stop_and_save_agreed(self) -> tuple[bool, bool]:
+        """Whether any rank got a stop signal, and whether rank 0's save clock is due.
+
+        All ranks must stop, and save, at the same step.
+        """
+        flags = all_gather((bool(self.stop), self.save_clock.due()), self.dist)
+        return any(stop for stop, _ in flags), flags[0][1]
 
     def train_epoch(self, loader: DataLoader) -> Optional[float]:
         """Train from the current position to the end of the epoch; None if stopped by a signal."""
@@ -226,10 +238,12 @@ class Engine:
                 continue
             self._optimizer_step()
             every = self.trainer.checkpoint_every_steps
-            if self._stop_agreed():
+            stop, clock_due = self._stop_and_save_agreed()
+            if stop:
                 bar.close()
                 return None
-            if every and self.step % every == 0 and self.batches_done != total_batches:
+            due = clock_due or (every and self.step % every == 0)
+            if due and self.batches_done != total_batches:
                 self.save()
         sums = all_gather((self.loss_sum, self.loss_count), self.dist)
         return sum(s for s, _ in sums) / max(sum(c for _, c in sums), 1)
@@ -347,10 +361,17 @@ class Engine:
             )  # fmt: skip
 
     def load_best(self) -> None:
-        """The best epoch's weights; the last ones if no epoch ever improved the monitor."""
+        """The best epoch's weights on every rank; the last ones if no epoch ever improved.
+
+        Only rank 0 has ``best.pt`` (on another node it is not even on the same disk): it loads
+        the file and broadcasts the weights.
+        """
         barrier(self.dist)
         best = self.checkpoint_dir / checkpoint.BEST
-        if best.exists():
-            self.module.load_state_dict(checkpoint.load(best))
-        else:
+        found = broadcast(best.exists() if self.dist.is_main else None, self.dist)
+        if not found:
             log.warning("%s never improved (no best.pt): testing the last weights", self.monitor)
+            return
+        if self.dist.is_main:
+            self.module.load_state_dict(checkpoint.load(best))
+        broadcast_module(self.module, self.dist)

@@ -31,7 +31,12 @@ from socal.training.interrupt import StopSignal
 from socal.training.metrics import baselines, results_table, task_metrics
 from socal.training.model import build_model
 from socal.training.optim import build_optimizer, build_scheduler
-from socal.training.runtime import resolve_device, resolve_precision, seed_everything
+from socal.training.runtime import (
+    installed_versions,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from socal.training.weighting import positive_weight
 
 log = logging.getLogger(__name__)
@@ -90,8 +95,8 @@ def _predictions_table(subset: str, trials: list[Trial], result: Predictions, ta
 
 def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Trial]]:
     """Index the folder (generating synthetic data once), check it, split it, save split.csv."""
-    if dist.is_main:
-        data_root(cfg.data, progress=cfg.trainer.progress)
+    if dist.is_node_main:  # each node has its own disk (SageMaker: one instance per node)
+        data_root(cfg.data, progress=cfg.trainer.progress and dist.is_main)
     distributed.barrier(dist)
     trials = checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
     subsets = split_trials(trials, cfg.split, regression=task_of(cfg) == "regression")
@@ -151,13 +156,27 @@ def build_engine(
     if not cfg.trainer.resume and dist.is_main:
         checkpoint.clear(checkpoint_dir)
     distributed.barrier(dist)
-    if cfg.trainer.resume and (state := checkpoint.find_resumable(checkpoint_dir, engine.config)):
+    if state := _resumable(cfg, checkpoint_dir, engine.config, dist):
         engine.load_state_dict(state)
         log.info(
             "resuming from %s: %d epochs and %d steps of epoch %d done",
             checkpoint_dir, engine.epoch, engine.batches_done, engine.epoch + 1,
         )  # fmt: skip
     return engine, loaders
+
+
+def _resumable(cfg: DictConfig, directory: Path, config: dict, dist: Dist) -> Optional[dict]:
+    """Rank 0's newest usable checkpoint, on every rank (other nodes have other disks)."""
+    state, error = None, None
+    if cfg.trainer.resume and dist.is_main:
+        try:
+            state = checkpoint.find_resumable(directory, config)
+        except UserError as err:  # raised on every rank, not only where it was found
+            error = str(err)
+    state, error = distributed.broadcast((state, error), dist)
+    if error:
+        raise UserError(error)
+    return state
 
 
 def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_dir: Path) -> dict:
@@ -179,6 +198,7 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         "epochs_trained": engine.epoch,
         "best_val": {engine.monitor: engine.best},
         "config_fingerprint": fingerprint(cfg),
+        "versions": installed_versions(),  # requirements/instance.txt pins them on SageMaker
     }
     if engine.dist.is_main:
         report_results("test_", metrics)
@@ -229,6 +249,8 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             scale = (engine.target_mean, engine.target_std)
             package.save(engine.module, cfg, result, scale, run_dir / package.MODEL_DIR)
         tracker.finish(result, run_dir)
+        if dist.is_main:
+            checkpoint.mark_finished(engine.checkpoint_dir, result["config_fingerprint"])
         return result
     finally:
         tracker.close()

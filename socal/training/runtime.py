@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 import random
 from contextlib import AbstractContextManager
 
@@ -84,3 +85,28 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# What a run's results depend on besides the code and the config (recorded in metrics.json).
+RECORDED_PACKAGES = (
+    "transformers", "numpy", "pandas", "scikit-learn", "scipy", "pillow", "simplejpeg",
+    "hydra-core", "omegaconf", "huggingface_hub", "safetensors", "tokenizers",
+)  # fmt: skip
+
+
+def installed_versions() -> dict[str, str]:
+    """Python, CUDA, torch and torchvision (with their build tag, e.g. 2.8.0+cu128) and the
+    versions of RECORDED_PACKAGES installed here ("-" if absent)."""
+    from importlib import metadata
+
+    import torchvision
+
+    found = {"python": platform.python_version(), "cuda": torch.version.cuda or "-"}
+    # With the build tag (2.8.0+cu128): package metadata leaves it out.
+    found.update(torch=torch.__version__, torchvision=torchvision.__version__)
+    for name in RECORDED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "-"
+    return found
