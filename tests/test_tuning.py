@@ -29,6 +29,7 @@ from socal.sagemaker import container, hyperparams, tuning, tuning_space
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker.launch_config import register
 from socal.sagemaker.tuning_space import check_candidates, search_space, split_overrides
+from socal.training.checkpoint import step_files
 
 from support import CONF, REPO, TINY_JOB
 from test_launch import ROLE, clean_env, error_line, launch_without_torch
@@ -68,7 +69,7 @@ def test_the_override_grammar_becomes_sagemaker_ranges() -> None:
             "trainer.early_stopping.patience=interval(2,10)",
             "split.seed=range(0,4)",
             "data.augment.hflip=range(0.0,1.0,0.25)",
-            "data.normalization=choice(imagenet,socal)",
+            "data.normalization=choice(imagenet,socal_release)",
             "data.augment.enabled=true,false",
             "trainer.checkpoint_every_steps=tag(log,interval(10,1000))",
         ]
@@ -91,7 +92,7 @@ def test_the_override_grammar_becomes_sagemaker_ranges() -> None:
     assert (patience["Kind"], patience["MinValue"], patience["MaxValue"]) == ("Integer", "2", "10")
     assert (found["split__seed"]["MinValue"], found["split__seed"]["MaxValue"]) == ("0", "3")
     assert found["data__augment__hflip"]["Values"] == ["0.0", "0.25", "0.5", "0.75"]
-    assert found["data__normalization"]["Values"] == ["imagenet", "socal"]
+    assert found["data__normalization"]["Values"] == ["imagenet", "socal_release"]
     assert found["data__augment__enabled"]["Values"] == ["true", "false"]
     # Optional[int] with a null default: the schema says integer.
     assert found["trainer__checkpoint_every_steps"]["Kind"] == "Integer"
@@ -475,7 +476,7 @@ def test_a_tuning_job_on_a_local_endpoint_and_one_trial_through_the_legacy_toolk
 
     # Checkpoints in the trial's own folder under the tuning job's checkpoint prefix.
     assert [p.name for p in checkpoints.iterdir()] == [trial]
-    assert (checkpoints / trial / "last.pt").exists()
+    assert step_files(checkpoints / trial)
 
     # Another trial finds the first one's checkpoints (one prefix for the whole tuning job) and
     # must not resume them. On a multi-GPU instance it runs under torchrun: two CPU processes.
