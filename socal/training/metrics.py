@@ -8,62 +8,24 @@ beat it has learned nothing about surgical skill.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    mean_absolute_error,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
 
 from socal.data.index import Trial
+
+# The metrics themselves live in socal.report (torch-free, shared with the report across runs).
+from socal.report.metrics import (  # noqa: F401  (re-exported)
+    classification_metrics,
+    regression_metrics,
+    task_metrics,
+)
 
 HEADLINE = {"classification": "accuracy", "regression": "rmse"}
 
 
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, balanced accuracy, AUROC, F1, sensitivity, specificity and confusion matrix."""
-    labels = np.asarray(labels).astype(int)
-    preds = (np.asarray(probs) >= threshold).astype(int)
-    both_classes = len(np.unique(labels)) == 2
-    return {
-        "accuracy": accuracy_score(labels, preds),
-        "balanced_accuracy": balanced_accuracy_score(labels, preds),
-        "auroc": roc_auc_score(labels, probs) if both_classes else math.nan,
-        "f1": f1_score(labels, preds, zero_division=0),
-        "sensitivity": recall_score(labels, preds, pos_label=1, zero_division=0),
-        "specificity": recall_score(labels, preds, pos_label=0, zero_division=0),
-        "confusion_matrix": confusion_matrix(labels, preds, labels=[0, 1]).tolist(),
-    }
-
-
-def regression_metrics(targets: np.ndarray, preds: np.ndarray) -> dict:
-    """RMSE, MAE and R^2 in the target's units (mL for blood loss)."""
-    return {
-        "rmse": root_mean_squared_error(targets, preds),
-        "mae": mean_absolute_error(targets, preds),
-        "r2": r2_score(targets, preds) if len(targets) > 1 else math.nan,
-    }
-
-
-def task_metrics(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict:
-    if task == "classification":
-        return classification_metrics(labels, outputs)
-    return regression_metrics(labels, outputs)
-
-
-def baselines(task: str, train: list[Trial], test: list[Trial]) -> dict[str, dict]:
-    """Majority-class (or mean) and trial-length baselines, fitted on train, scored on test."""
+def baseline_outputs(task: str, train: list[Trial], test: list[Trial]) -> dict[str, np.ndarray]:
+    """Each baseline's per-trial output on ``test`` (probability or value), fitted on train."""
     y_train = np.array([t.label for t in train])
-    y_test = np.array([t.label for t in test])
     length_train = np.array([[t.n_frames] for t in train], dtype=float)
     length_test = np.array([[t.n_frames] for t in test], dtype=float)
     if task == "classification":
@@ -77,10 +39,14 @@ def baselines(task: str, train: list[Trial], test: list[Trial]) -> dict[str, dic
     else:
         constant = np.full(len(test), y_train.mean())
         by_length = LinearRegression().fit(length_train, y_train).predict(length_test)
-    return {
-        "majority": task_metrics(task, y_test, constant),
-        "trial_length": task_metrics(task, y_test, by_length),
-    }
+    return {"majority": constant, "trial_length": by_length}
+
+
+def baselines(task: str, train: list[Trial], test: list[Trial]) -> dict[str, dict]:
+    """Majority-class (or mean) and trial-length baselines, fitted on train, scored on test."""
+    y_test = np.array([t.label for t in test])
+    outputs = baseline_outputs(task, train, test)
+    return {name: task_metrics(task, y_test, out) for name, out in outputs.items()}
 
 
 def results_table(task: str, model: dict, reference: dict[str, dict]) -> str:
