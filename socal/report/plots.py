@@ -137,19 +137,31 @@ def run_plots(run_dir: Path) -> list[Path]:
     return paths
 
 
-def metric_vs_value(table: pd.DataFrame, key: str, metric: str, path: Path) -> Path:
-    """A group-level metric (mean +- sd over runs) against one swept key's values."""
-    fig = Figure(figsize=(5, 3.8))
+def metric_vs_value(
+    table: pd.DataFrame, key: str, metric: str, others: list[str], path: Path
+) -> Path:
+    """A group-level metric (mean +- sd over runs) against one swept key's values.
+
+    One line per combination of the other swept keys.
+    """
+    fig = Figure(figsize=(5.4, 3.8))
     ax = fig.subplots()
-    rows = table.sort_values(key)
-    numeric = pd.api.types.is_numeric_dtype(rows[key])
-    x = rows[key] if numeric else np.arange(len(rows))
-    ax.errorbar(x, rows[f"{metric}_mean"], yerr=rows[f"{metric}_sd"].fillna(0), fmt="o-", capsize=4)
+    numeric = pd.api.types.is_numeric_dtype(table[key])
+    categories = {v: i for i, v in enumerate(sorted(table[key].astype(str).unique()))}
+    series = table.groupby(others, dropna=False, sort=False) if others else [("", table)]
+    for label, rows in series:
+        rows = rows.sort_values(key)
+        x = rows[key] if numeric else rows[key].astype(str).map(categories)
+        name = ", ".join(f"{k}={v}" for k, v in zip(others, np.atleast_1d(label), strict=True))
+        ax.errorbar(x, rows[f"{metric}_mean"], yerr=rows[f"{metric}_sd"].fillna(0), fmt="o-",
+                    capsize=4, label=name or None)  # fmt: skip
     if not numeric:
-        ax.set_xticks(x, rows[key].astype(str), rotation=30)
-    elif rows[key].gt(0).all() and rows[key].max() / rows[key].min() >= 100:
+        ax.set_xticks(list(categories.values()), list(categories), rotation=20)
+    elif table[key].gt(0).all() and table[key].max() / table[key].min() >= 100:
         ax.set_xscale("log")
-    ax.set(xlabel=key, ylabel=f"test {metric} (mean +- sd)")
+    ax.set(xlabel=key, ylabel=f"test {metric} (mean ± sd over runs)")
+    if others:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
