@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binomtest
 
+from socal.report.metrics import bin_index
+
 # Metrics with a binomial count behind them: (successes, trials) from the confusion counts.
 EXACT = {
     "accuracy": lambda tp, fp, tn, fn: (tp + tn, tp + fp + tn + fn),
@@ -59,8 +61,7 @@ def weighted_classification(
     wins = (p[y][:, None] > p[~y][None, :]) + 0.5 * (p[y][:, None] == p[~y][None, :])
     pairs = w[:, y].sum(axis=1) * w[:, ~y].sum(axis=1)
     auroc = _ratio(np.einsum("bi,ij,bj->b", w[:, y], wins, w[:, ~y]), pairs)
-    which = np.clip(np.searchsorted(np.linspace(0, 1, bins + 1), p, side="right") - 1, 0, bins - 1)
-    onehot = np.eye(bins)[which]
+    onehot = np.eye(bins)[bin_index(p, bins)]
     gap = np.abs(w @ (onehot * y[:, None]) - w @ (onehot * p[:, None])).sum(axis=1)
     return {
         "accuracy": _ratio(tp + tn, n),

@@ -60,12 +60,16 @@ def task_metrics(
     return regression_metrics(labels, outputs)
 
 
+def bin_index(probs: np.ndarray, bins: int) -> np.ndarray:
+    """Equal-width bins as scikit-learn's calibration_curve has them: (a, b], the first [0, b]."""
+    return np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], probs)
+
+
 def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[dict]:
     """Equal-width probability bins: count, mean predicted probability, observed success rate."""
     labels, probs = np.asarray(labels, dtype=float), np.asarray(probs, dtype=float)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    # Bin i holds edges[i] <= p < edges[i+1]; p == 1 goes into the last bin.
-    which = np.clip(np.searchsorted(edges, probs, side="right") - 1, 0, bins - 1)
+    which = bin_index(probs, bins)
     rows = []
     for i in range(bins):
         inside = which == i
