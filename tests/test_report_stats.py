@@ -16,13 +16,10 @@ from scipy.stats import beta, norm
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
-    balanced_accuracy_score,
     brier_score_loss,
-    f1_score,
     mean_absolute_error,
     r2_score,
     recall_score,
-    roc_auc_score,
     roc_curve,
     root_mean_squared_error,
 )
@@ -31,6 +28,8 @@ from socal.config import EvalConfig
 from socal.errors import UserError
 from socal.report.metrics import calibration_metrics, parse_threshold, youden_threshold
 from socal.report.run_results import choose_threshold, format_results, published_results
+
+from stats_support import ece, percentiles, resamples, sklearn_classification
 
 SETTINGS = EvalConfig(bootstrap=300, seed=7)
 
@@ -61,40 +60,6 @@ def _table(n_surgeons: int, seed: int, task: str = "classification") -> pd.DataF
             "baseline_trial_length": length,
         }
     )
-
-
-def _resamples(groups: pd.Series, resamples: int, seed: int) -> list[np.ndarray]:
-    names = sorted(groups.astype(str).unique())
-    rows = {name: np.flatnonzero(groups.astype(str).to_numpy() == name) for name in names}
-    picks = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
-    return [np.concatenate([rows[names[i]] for i in pick]) for pick in picks]
-
-
-def _ece(y: np.ndarray, p: np.ndarray, bins: int) -> float:
-    cells = pd.cut(p, np.linspace(0, 1, bins + 1), right=True, include_lowest=True)
-    frame = pd.DataFrame({"y": y, "p": p, "bin": cells}).groupby("bin", observed=True)
-    return float((frame.size() * (frame["y"].mean() - frame["p"].mean()).abs()).sum() / len(y))
-
-
-def _sklearn_classification(y: np.ndarray, p: np.ndarray, threshold, bins: int) -> dict:
-    pred = (p >= threshold).astype(int)
-    both = len(np.unique(y)) == 2
-    return {
-        "accuracy": accuracy_score(y, pred),
-        "balanced_accuracy": balanced_accuracy_score(y, pred) if both else math.nan,
-        "auroc": roc_auc_score(y, p) if both else math.nan,
-        "f1": f1_score(y, pred, zero_division=0),
-        "sensitivity": recall_score(y, pred, zero_division=0) if (y == 1).any() else math.nan,
-        "specificity": recall_score(y, pred, pos_label=0) if (y == 0).any() else math.nan,
-        "brier": brier_score_loss(y, p),
-        "ece": _ece(y, p, bins),
-    }
-
-
-def _percentiles(values: list[float], confidence: float) -> list[float]:
-    values = np.array(values, dtype=float)
-    tail = (1 - confidence) / 2 * 100
-    return list(np.percentile(values[~np.isnan(values)], [tail, 100 - tail]))
 
 
 def test_youden_threshold_maximises_j_on_validation() -> None:
@@ -132,7 +97,7 @@ def test_calibration_matches_sklearn() -> None:
     result = published_results("classification", table, 0.5, SETTINGS)
     calibration = result["calibration"]
     assert calibration["brier"] == pytest.approx(brier_score_loss(y, p))
-    assert calibration["ece"] == pytest.approx(_ece(y, p, 10))
+    assert calibration["ece"] == pytest.approx(ece(y, p, 10))
     observed, predicted = calibration_curve(y, p, n_bins=10, strategy="uniform")
     used = [row for row in calibration["reliability"] if row["count"]]
     assert [r["observed"] for r in used] == pytest.approx(list(observed))
@@ -149,28 +114,26 @@ def test_bootstrap_intervals_by_surgeon_match_sklearn_on_each_resample() -> None
     y, p = table["label"].to_numpy().astype(int), table["probability"].to_numpy()
     expected: dict[str, list[float]] = {}
     differences: dict[tuple[str, str], list[float]] = {}
-    for rows in _resamples(table["participant"], settings.bootstrap, settings.seed):
-        model = _sklearn_classification(y[rows], p[rows], threshold, 10)
+    for rows in resamples(table["participant"], settings.bootstrap, settings.seed):
+        model = sklearn_classification(y[rows], p[rows], threshold, 10)
         for key, value in model.items():
             expected.setdefault(key, []).append(value)
         for name in ("majority", "trial_length"):
             base = table[f"baseline_{name}"].to_numpy()[rows]
-            reference = _sklearn_classification(y[rows], base, 0.5, 10)
+            reference = sklearn_classification(y[rows], base, 0.5, 10)
             for key in ("auroc", "accuracy"):
                 differences.setdefault((name, key), []).append(model[key] - reference[key])
     intervals = result["intervals"]
     assert intervals["participants"] == 12 and intervals["unit"] == "participant"
     for key, values in expected.items():
-        assert intervals["bootstrap"][key] == pytest.approx(_percentiles(values, 0.95)), key
+        assert intervals["bootstrap"][key] == pytest.approx(percentiles(values, 0.95)), key
         assert intervals["defined_resamples"][key] == int(np.isfinite(values).sum()), key
     for (name, key), values in differences.items():
         diff = result["differences"][name][key]
-        assert diff["ci"] == pytest.approx(_percentiles(values, 0.95)), (name, key)
+        assert diff["ci"] == pytest.approx(percentiles(values, 0.95)), (name, key)
         base = table[f"baseline_{name}"].to_numpy()
-        point = _sklearn_classification(y, p, threshold, 10)[key]
-        assert diff["value"] == pytest.approx(
-            point - _sklearn_classification(y, base, 0.5, 10)[key]
-        )
+        point = sklearn_classification(y, p, threshold, 10)[key]
+        assert diff["value"] == pytest.approx(point - sklearn_classification(y, base, 0.5, 10)[key])
     # The point estimates sit at the chosen threshold, the 0.5 ones beside them.
     assert result["test"]["accuracy"] == pytest.approx(accuracy_score(y, p >= threshold))
     assert result["test_at_0.5"]["accuracy"] == pytest.approx(accuracy_score(y, p >= 0.5))
@@ -225,12 +188,12 @@ def test_regression_intervals_match_sklearn_on_each_resample() -> None:
     result = published_results("regression", table, None, SETTINGS)
     y, pred = table["label"].to_numpy(), table["predicted"].to_numpy()
     expected: dict[str, list[float]] = {"rmse": [], "mae": [], "r2": []}
-    for rows in _resamples(table["participant"], SETTINGS.bootstrap, SETTINGS.seed):
+    for rows in resamples(table["participant"], SETTINGS.bootstrap, SETTINGS.seed):
         expected["rmse"].append(root_mean_squared_error(y[rows], pred[rows]))
         expected["mae"].append(mean_absolute_error(y[rows], pred[rows]))
         expected["r2"].append(r2_score(y[rows], pred[rows]))
     for key, values in expected.items():
-        assert result["intervals"]["bootstrap"][key] == pytest.approx(_percentiles(values, 0.95))
+        assert result["intervals"]["bootstrap"][key] == pytest.approx(percentiles(values, 0.95))
     assert result["test"]["rmse"] == pytest.approx(root_mean_squared_error(y, pred))
     assert "test_at_0.5" not in result and "exact" not in result["intervals"]
     assert set(result["differences"]["trial_length"]) == {"rmse", "mae"}

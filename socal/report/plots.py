@@ -148,11 +148,11 @@ def metric_vs_value(
     ax = fig.subplots()
     numeric = pd.api.types.is_numeric_dtype(table[key])
     categories = {v: i for i, v in enumerate(sorted(table[key].astype(str).unique()))}
-    series = table.groupby(others, dropna=False, sort=False) if others else [("", table)]
+    series = table.groupby(others, dropna=False, sort=False) if others else [((), table)]
     for label, rows in series:
         rows = rows.sort_values(key)
         x = rows[key] if numeric else rows[key].astype(str).map(categories)
-        name = ", ".join(f"{k}={v}" for k, v in zip(others, np.atleast_1d(label), strict=True))
+        name = ", ".join(f"{k}={v}" for k, v in zip(others, label, strict=True))
         ax.errorbar(x, rows[f"{metric}_mean"], yerr=rows[f"{metric}_sd"].fillna(0), fmt="o-",
                     capsize=4, label=name or None)  # fmt: skip
     if not numeric:
