@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from support import CONF, compose_train
 
-GROUPS = ["model", "optimizer", "scheduler", "data", "split", "trainer", "experiment"]
+GROUPS = ["model", "optimizer", "scheduler", "data", "split", "trainer", "eval", "experiment"]
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -16,7 +16,7 @@ OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml")
 def test_every_option_composes_and_resolves(group: str, option: str) -> None:
     cfg = compose_train([f"{group}={option}", "data.root=/data/SOCAL"])
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    assert set(resolved) == {"model", "optimizer", "scheduler", "data", "split", "trainer"}
+    assert set(resolved) == {"model", "optimizer", "scheduler", "data", "split", "trainer", "eval"}
 
 
 def test_each_group_has_the_options_users_are_promised() -> None:
@@ -66,6 +66,8 @@ def test_sgd_has_momentum_and_nesterov() -> None:
         ("optimizer.momentum=0.9", "optimizer.momentum"),  # adamw has no momentum
         ("data.window.length=30", "data.window.length"),
         ("model.arch.hiden_size=8", "model.arch.hiden_size"),
+        ("eval.bootstrap=many", "eval.bootstrap"),
+        ("eval.treshold=0.3", "eval.treshold"),
     ],
 )
 def test_typo_or_wrong_type_fails_at_compose_time_naming_the_key(override: str, named: str) -> None:

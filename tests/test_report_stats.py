@@ -28,8 +28,10 @@ from socal.config import EvalConfig
 from socal.errors import UserError
 from socal.report.metrics import calibration_metrics, parse_threshold, youden_threshold
 from socal.report.run_results import choose_threshold, format_results, published_results
+from socal.training.run import check_settings
 
 from stats_support import ece, percentiles, resamples, sklearn_classification
+from support import compose_train
 
 SETTINGS = EvalConfig(bootstrap=300, seed=7)
 
@@ -89,6 +91,15 @@ def test_a_fixed_threshold_and_bad_settings() -> None:
     for bad in ("youden", "1.5", "0"):
         with pytest.raises(UserError, match="eval.threshold="):
             parse_threshold(bad)
+
+
+def test_eval_threshold_settings_are_checked_before_training() -> None:
+    for setting in ("val_youden", "0.3"):
+        check_settings(
+            compose_train(["experiment=demo", f"eval.threshold={setting}"]), "classification"
+        )
+    with pytest.raises(UserError, match="eval.threshold=best must be val_youden"):
+        check_settings(compose_train(["experiment=demo", "eval.threshold=best"]), "classification")
 
 
 def test_calibration_matches_sklearn() -> None:
