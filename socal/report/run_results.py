@@ -109,10 +109,12 @@ def published_results(task: str, test: pd.DataFrame, threshold, settings: Any) -
                 }
     if classification:
         intervals["exact"] = exact_intervals(labels, outputs, threshold, settings.confidence)
+    everything = np.ones((1, len(labels)))  # the point estimates: every trial once
+    model_point = _weighted(task, everything, labels, outputs, threshold, settings.bins)
     for name, base in baselines.items():
-        reference = task_metrics(task, labels, base)
+        reference = _weighted(task, everything, labels, base, 0.5, settings.bins)
         for key in DIFFERENCES[task]:
-            value = result["test"][key] - reference[key]
+            value = float(model_point[key][0] - reference[key][0])
             differences[name].setdefault(key, {})["value"] = value
     result["intervals"] = intervals
     result["differences"] = differences

@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from socal.errors import UserError
 
+# libyaml's parser when PyYAML has it: ten times faster on a hundred configs.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 RUN_FILES = ("config.yaml", "metrics.json", "predictions.csv")
 JOB_OUTPUT = "/output/output.tar.gz"
 
@@ -63,7 +65,7 @@ def run_folders(path: Path) -> list[Path]:
 
 def load_run(folder: Path, name: str) -> Run:
     try:
-        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config = yaml.load((folder / "config.yaml").read_text(), Loader=LOADER)
         metrics = json.loads((folder / "metrics.json").read_text())
         predictions = pd.read_csv(folder / "predictions.csv")
     except (OSError, ValueError, yaml.YAMLError) as err:
