@@ -32,7 +32,8 @@ IGNORED = tuple(k for k in NON_SEMANTIC_KEYS if k != "eval")
 class Group:
     keys: dict[str, Any]
     runs: list[Run]
-    pooled: Optional[dict] = None
+    pooled: Optional[dict] = None  # published_results of the pooled folds, with "baselines"
+    pooled_test: Optional[pd.DataFrame] = None  # the folds' test predictions, concatenated
     coverage: dict = field(default_factory=dict)
 
     @property
@@ -119,7 +120,7 @@ def pool(group: Group, settings: Any) -> None:
         for col in pooled.columns
         if col.startswith(BASELINE_PREFIX)
     }
-    group.pooled["predictions"] = pooled
+    group.pooled_test = pooled
     folds = sorted(int(run.config.get("split.fold", -1)) for run in group.runs)
     split = group.runs[0].split
     group.coverage = {

@@ -141,7 +141,7 @@ def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
 
 def _json_ready(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items() if k != "predictions"}
+        return {str(k): _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
     if isinstance(value, float) and math.isnan(value):
@@ -149,7 +149,7 @@ def _json_ready(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def report_plots(groups: list[Group], keys: list[str], out: Path) -> list[Path]:
+def report_plots(groups: list[Group], out: Path) -> list[Path]:
     """Headline metrics against each swept key (error bars: sd over runs); pooled ROC curves."""
     paths = []
     rows = []
@@ -163,25 +163,22 @@ def report_plots(groups: list[Group], keys: list[str], out: Path) -> list[Path]:
             }
         )
     table = pd.DataFrame(rows)
-    for key in group_keys(groups):
+    keys = list(groups[0].keys)
+    for key in keys:
         if table[key].isna().any():
             continue
-        others = [k for k in group_keys(groups) if k != key]
+        others = [k for k in keys if k != key]
         for metric in HEADLINE[groups[0].task]:
             path = out / "plots" / f"{metric}_vs_{key}.png"
             paths.append(plots.metric_vs_value(table, key, metric, others, path))
     curves = {
-        f"{rank}. {g.label}": g.pooled["predictions"]
+        f"{rank}. {g.label}": g.pooled_test
         for rank, g in enumerate(groups, 1)
         if g.pooled and g.task == "classification"
     }
     if curves:
         paths.append(plots.pooled_roc(curves, out / "plots" / "pooled_roc.png"))
     return paths
-
-
-def group_keys(groups: list[Group]) -> list[str]:
-    return list(groups[0].keys)
 
 
 def write_report(groups: list[Group], keys: list[str], out: Path, command: str) -> list[Path]:
@@ -208,4 +205,4 @@ def write_report(groups: list[Group], keys: list[str], out: Path, command: str) 
     (out / "summary.json").write_text(json.dumps(_json_ready(document), indent=2))
     (out / "report.md").write_text(report_markdown(groups, keys, command))
     written = [out / "report.md", out / "summary.csv", out / "summary.json"]
-    return written + report_plots(groups, keys, out)
+    return written + report_plots(groups, out)
