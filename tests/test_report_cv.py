@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,25 @@ def test_the_report_pools_every_trial_exactly_once(cv: Path, tmp_path: Path) -> 
         [int(((pooled.prediction == p) & (y == a)).sum()) for p in (0, 1)] for a in (0, 1)
     ]
     assert "Pooled out-of-fold test predictions: 40 trials" in (out / "report.md").read_text()
+
+
+def test_a_finished_run_is_re_evaluated_with_other_eval_settings_without_training(
+    cv: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "fold0"
+    shutil.copytree(cv / "0", run)
+    before = json.loads((run / "metrics.json").read_text())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SOCAL_CACHE_DIR": str(cv.parent / "cache")}
+    command = [
+        sys.executable, str(REPO / "train.py"), "experiment=demo", "split=kfold", "split.fold=0",
+        *SHRUNK, "eval.threshold=0.3", f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "resuming from" in log and "epoch=" not in log  # nothing trained again
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["threshold"] == {"rule": "fixed", "value": 0.3}
+    assert after["test_at_0.5"] == before["test_at_0.5"]  # the same model
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert (predictions["prediction"] == (predictions["probability"] >= 0.3)).all()
