@@ -213,7 +213,7 @@ def test_regression_intervals_match_sklearn_on_each_resample() -> None:
 def test_results_are_formatted_with_their_intervals() -> None:
     table = _table(10, 7)
     result = published_results("classification", table, 0.45, SETTINGS)
-    result["threshold"] = {"rule": "val_youden", "value": 0.45}
+    result.update(task="classification", threshold={"rule": "val_youden", "value": 0.45})
     text = format_results(result)
     low, high = result["intervals"]["bootstrap"]["auroc"]
     assert "auroc" in text and f"[{low:.4f}, {high:.4f}]" in text

@@ -93,44 +93,39 @@ def published_results(task: str, test: pd.DataFrame, threshold, settings: Any) -
         "resamples": settings.bootstrap,
         "seed": settings.seed,
     }
-    differences: dict[str, dict] = {name: {} for name in baselines}
+    # Row 0: every trial once (the point estimate); then one row per surgeon-level resample.
+    w = np.ones((1, len(labels)))
     if settings.bootstrap > 0:
-        w = resample_weights(test["participant"].to_numpy(), settings.bootstrap, settings.seed)
-        model = _weighted(task, w, labels, outputs, threshold, settings.bins)
-        intervals["bootstrap"] = {
-            k: percentile_interval(v, settings.confidence) for k, v in model.items()
-        }
-        intervals["defined_resamples"] = {k: int(np.isfinite(v).sum()) for k, v in model.items()}
-        for name, base in baselines.items():
-            reference = _weighted(task, w, labels, base, 0.5, settings.bins)
-            for key in DIFFERENCES[task]:
-                differences[name][key] = {
-                    "ci": percentile_interval(model[key] - reference[key], settings.confidence)
-                }
+        participants = test["participant"].to_numpy()
+        w = np.vstack([w, resample_weights(participants, settings.bootstrap, settings.seed)])
+    model = _weighted(task, w, labels, outputs, threshold, settings.bins)
+    level = settings.confidence
+    intervals["bootstrap"] = {k: percentile_interval(v[1:], level) for k, v in model.items()}
+    intervals["defined_resamples"] = {k: int(np.isfinite(v[1:]).sum()) for k, v in model.items()}
     if classification:
-        intervals["exact"] = exact_intervals(labels, outputs, threshold, settings.confidence)
-    everything = np.ones((1, len(labels)))  # the point estimates: every trial once
-    model_point = _weighted(task, everything, labels, outputs, threshold, settings.bins)
+        intervals["exact"] = exact_intervals(labels, outputs, threshold, level)
+    differences = {}
     for name, base in baselines.items():
-        reference = _weighted(task, everything, labels, base, 0.5, settings.bins)
-        for key in DIFFERENCES[task]:
-            value = float(model_point[key][0] - reference[key][0])
-            differences[name].setdefault(key, {})["value"] = value
+        reference = _weighted(task, w, labels, base, 0.5, settings.bins)
+        differences[name] = {
+            key: {
+                "value": float(model[key][0] - reference[key][0]),
+                "ci": percentile_interval(model[key][1:] - reference[key][1:], level),
+            }
+            for key in DIFFERENCES[task]
+        }
     result["intervals"] = intervals
     result["differences"] = differences
     return result
 
 
-def _fmt(value: Optional[float]) -> str:
-    return (
-        "n/a"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.4f}"
-    )
+def number(value: Optional[float], digits: int = 4) -> str:
+    undefined = value is None or (isinstance(value, float) and math.isnan(value))
+    return "n/a" if undefined else f"{value:.{digits}f}"
 
 
-def _interval(bounds: Optional[list]) -> str:
-    return "n/a" if not bounds else f"[{_fmt(bounds[0])}, {_fmt(bounds[1])}]"
+def interval(bounds: Optional[list], digits: int = 4) -> str:
+    return "n/a" if not bounds else f"[{number(bounds[0], digits)}, {number(bounds[1], digits)}]"
 
 
 def results_rows(result: dict) -> list[dict]:
@@ -157,19 +152,24 @@ def format_results(result: dict) -> str:
     """The test metrics with their 95% intervals and the model-minus-baseline differences."""
     intervals = result.get("intervals", {})
     level = f"{intervals.get('confidence', 0.95):.0%}"
-    threshold = result.get("threshold")
+    classification = result["task"] == "classification"
     lines = []
-    if threshold:
-        lines.append(f"threshold {threshold['value']:.4f} ({threshold['rule']})")
-    header = f"bootstrap {level} CI ({intervals.get('participants', '?')} surgeons)"
-    lines.append(f"{'metric':<18}{'value':>8}  {header:<34}{'exact (C-P)':<20}{'at 0.5':>8}")
-    for row in results_rows(result):
-        at_half = "" if row["at_0.5"] is None else _fmt(row["at_0.5"])
+    if result.get("threshold"):
         lines.append(
-            f"{row['metric']:<18}{_fmt(row['value']):>8}  {_interval(row['ci']):<34}"
-            f"{_interval(row['exact_ci']) if row['exact_ci'] else '':<20}{at_half:>8}"
+            f"threshold {result['threshold']['value']:.4f} ({result['threshold']['rule']})"
+        )
+    header = f"bootstrap {level} CI ({intervals.get('participants', '?')} surgeons)"
+    extra = f"{'exact (C-P)':<20}{'at 0.5':>8}" if classification else ""
+    lines.append(f"{'metric':<18}{'value':>10}  {header:<34}{extra}")
+    for row in results_rows(result):
+        extra = ""
+        if classification:
+            exact = interval(row["exact_ci"]) if row["exact_ci"] else ""
+            extra = f"{exact:<20}{'' if row['at_0.5'] is None else number(row['at_0.5']):>8}"
+        lines.append(
+            f"{row['metric']:<18}{number(row['value']):>10}  {interval(row['ci']):<34}{extra}"
         )
     for name, diffs in result.get("differences", {}).items():
         for key, diff in diffs.items():
-            lines.append(f"model - {name} {key}: {_fmt(diff['value'])} {_interval(diff.get('ci'))}")
-    return "\n".join(lines)
+            lines.append(f"model - {name} {key}: {number(diff['value'])} {interval(diff['ci'])}")
+    return "\n".join(line.rstrip() for line in lines)

@@ -11,19 +11,17 @@ import pandas as pd
 
 from socal.report import plots
 from socal.report.aggregate import REPLICATE_KEYS, Group, run_metrics, summary
-from socal.report.run_results import DIFFERENCES, results_rows
+from socal.report.run_results import DIFFERENCES, interval, number, results_rows
 
 HEADLINE = {"classification": ("auroc", "accuracy"), "regression": ("rmse", "mae")}
 
 
 def _num(value: Optional[float]) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.3f}"
+    return number(value, 3)
 
 
 def _ci(bounds: Optional[list]) -> str:
-    return "" if not bounds else f"[{_num(bounds[0])}, {_num(bounds[1])}]"
+    return "" if not bounds else interval(bounds, 3)
 
 
 def summary_table(groups: list[Group], keys: list[str]) -> pd.DataFrame:
