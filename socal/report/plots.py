@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
+from sklearn.metrics import auc, roc_curve
 
 PLOTS_DIR = "plots"
 DPI = 100
@@ -171,7 +171,7 @@ def pooled_roc(curves: dict[str, pd.DataFrame], path: Path) -> Path:
     ax = fig.subplots()
     for name, pooled in curves.items():
         fpr, tpr, _ = roc_curve(pooled["label"].astype(int), pooled["probability"])
-        ax.plot(fpr, tpr, label=name)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="pooled out-of-fold ROC")
     ax.legend(loc="lower right", fontsize=7)
