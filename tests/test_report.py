@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 
 from socal.config import EvalConfig
@@ -177,6 +178,23 @@ def test_folds_are_pooled_and_every_figure_matches_sklearn_on_the_csvs(tmp_path:
             assert group["pooled"]["intervals"]["bootstrap"][key] == pytest.approx(
                 percentiles(values, 0.95)
             ), key
+        # Paired differences from the pooled baselines, on the same resamples.
+        length = pooled["baseline_trial_length"].to_numpy()
+        diffs = [
+            roc_auc_score(y[rows], p[rows]) - roc_auc_score(y[rows], length[rows])
+            for rows in resamples(pooled["participant"], 150, 0)
+            if len(np.unique(y[rows])) == 2
+        ]
+        difference = group["pooled"]["differences"]["trial_length"]["auroc"]
+        assert difference["ci"] == pytest.approx(percentiles(diffs, 0.95))
+        assert difference["value"] == pytest.approx(roc_auc_score(y, p) - length_auroc)
+        # Exact interval of the pooled accuracy: Clopper-Pearson from the beta distribution.
+        k, n = int(((p >= thr) == y).sum()), len(y)
+        exact = group["pooled"]["intervals"]["exact"]["accuracy"]
+        assert (exact["k"], exact["n"]) == (k, n)
+        low = beta.ppf(0.025, k, n - k + 1) if k else 0.0
+        high = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+        assert exact["clopper_pearson"] == pytest.approx([low, high])
         # Mean and sd over the folds of the runs' own figures.
         table = pd.DataFrame(metrics)
         for key in ("accuracy", "auroc", "brier"):
