@@ -251,6 +251,8 @@ def test_repeats_are_pooled_apart_when_grouped_by_their_seed(tmp_path: Path) -> 
         [{"trainer.seed": 1}, {"trainer.seed": 0}],
     )
     assert all(g["coverage"]["test_trials"] == 40 for g in summary["groups"])
+    with pytest.raises(SystemExit):
+        report(tmp_path, tmp_path / "runs", "--by", "trainer.sed")
 
 
 def test_a_launch_sweep_folder_with_downloaded_jobs_counts_each_run_once(tmp_path: Path) -> None:

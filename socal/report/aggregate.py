@@ -145,6 +145,9 @@ def group_runs(runs: list[Run], settings: Any, by: tuple[str, ...] = ()) -> list
     tasks = {run.metrics["task"] for run in runs}
     if len(tasks) > 1:
         raise UserError(f"the runs mix tasks ({', '.join(sorted(tasks))}): report them apart")
+    unknown = [key for key in by if all(key not in run.config for run in runs)]
+    if unknown:
+        raise UserError(f"--by {', '.join(unknown)}: no such key in the runs' config.yaml")
     swept = swept_keys(runs)
     keys = [k for k in swept if k not in REPLICATE_KEYS or k in by]
     keys += [k for k in by if k not in keys]
