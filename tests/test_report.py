@@ -91,7 +91,7 @@ def write_run(
         "trainer": {
             "seed": seed,
             "num_workers": fold,
-            "early_stopping": {"metric": "val_auroc", "mode": "max"},
+            "early_stopping": {"metric": "val_auroc", "mode": None},
         },
     }
     folder.mkdir(parents=True)

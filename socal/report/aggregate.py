@@ -55,7 +55,11 @@ class Group:
 
     @property
     def maximize(self) -> bool:
-        return self.runs[0].config.get("trainer.early_stopping.mode") == "max"
+        """The config's early-stopping mode; unset, the metric's own direction."""
+        mode = self.runs[0].config.get("trainer.early_stopping.mode")
+        if mode in ("max", "min"):
+            return mode == "max"
+        return not self.monitor.endswith(("loss", "rmse", "mae"))  # scores up, errors down
 
 
 def swept_keys(runs: list[Run]) -> list[str]:
