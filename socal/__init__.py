@@ -5,6 +5,7 @@ Layers, bottom up (checked by the import-linter contracts in ``pyproject.toml``)
 - ``socal.config``, ``socal.errors``, ``socal.monitor``: the shared base (config schemas,
   one-line user errors, the monitored metrics and their direction).
 - ``socal.data``: reading, checking, caching and splitting SOCAL; clips and augmentation.
+- ``socal.report``: statistics, plots and the report across runs; torch-free, used by training.
 - ``socal.training``: model, optimisation loop, checkpoints, metrics, one run end to end.
 - ``socal.sagemaker``: the launcher (torch-free) and the on-instance container side.
 

@@ -39,6 +39,8 @@ NON_SEMANTIC_KEYS = (
     "trainer.device",
     "data.root",
     "tracking",
+    # How results are reported: a finished run re-evaluated with other eval.* settings resumes.
+    "eval",
 )
 
 
@@ -208,6 +210,21 @@ class TrainerConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How a run's test results are reported (see socal.report; never changes training)."""
+
+    # val_youden: the threshold maximising Youden's J on validation; or a fixed probability.
+    threshold: str = "val_youden"
+    # Bootstrap resamples of the test surgeons for the confidence intervals (0: none).
+    bootstrap: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+    # Equal-width probability bins of the reliability diagram and the ECE.
+    bins: int = 10
+    plots: bool = True
+
+
+@dataclass
 class AdamWConfig:
     _target_: str = "torch.optim.AdamW"
     lr: float = 5e-5
@@ -268,6 +285,7 @@ class TrainConfig:
     data: DataConfig = MISSING
     split: SplitConfig = MISSING
     trainer: TrainerConfig = MISSING
+    eval: EvalConfig = MISSING
     # Their shape differs per option; each option carries its own schema (see register()).
     optimizer: Any = MISSING
     scheduler: Any = MISSING

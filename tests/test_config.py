@@ -8,7 +8,9 @@ from omegaconf import OmegaConf
 
 from support import CONF, compose_train
 
-GROUPS = ["model", "optimizer", "scheduler", "data", "split", "trainer", "tracking", "experiment"]
+GROUPS = [
+    "model", "optimizer", "scheduler", "data", "split", "trainer", "tracking", "eval", "experiment"
+]  # fmt: skip
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -17,7 +19,7 @@ def test_every_option_composes_and_resolves(group: str, option: str) -> None:
     cfg = compose_train([f"{group}={option}", "data.root=/data/SOCAL"])
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert set(resolved) == {
-        "model", "optimizer", "scheduler", "data", "split", "trainer", "tracking"
+        "model", "optimizer", "scheduler", "data", "split", "trainer", "tracking", "eval"
     }  # fmt: skip
 
 
@@ -73,6 +75,8 @@ def test_sgd_has_momentum_and_nesterov() -> None:
         ("data.normalization=socal", "data.normalization"),
         ("trainer.class_weight=inverse", "trainer.class_weight"),
         ("trainer.early_stopping.mode=maximum", "trainer.early_stopping.mode"),
+        ("eval.bootstrap=many", "eval.bootstrap"),
+        ("eval.treshold=0.3", "eval.treshold"),
     ],
 )
 def test_typo_or_wrong_type_fails_at_compose_time_naming_the_key(override: str, named: str) -> None:

@@ -14,58 +14,22 @@ the table compares the model with the one that applies to the run, and names it.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    mean_absolute_error,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
 
 from socal.config import WindowConfig
 from socal.data.index import Trial
 
+# The metrics themselves live in socal.report (torch-free, shared with the report across runs).
+from socal.report.metrics import (  # noqa: F401  (re-exported)
+    classification_metrics,
+    regression_metrics,
+    task_metrics,
+)
+
 HEADLINE = {"classification": "accuracy", "regression": "rmse"}
-
-
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, balanced accuracy, AUROC, F1, sensitivity, specificity and confusion matrix."""
-    labels = np.asarray(labels).astype(int)
-    preds = (np.asarray(probs) >= threshold).astype(int)
-    both_classes = len(np.unique(labels)) == 2
-    return {
-        "accuracy": accuracy_score(labels, preds),
-        "balanced_accuracy": balanced_accuracy_score(labels, preds),
-        "auroc": roc_auc_score(labels, probs) if both_classes else math.nan,
-        "f1": f1_score(labels, preds, zero_division=0),
-        "sensitivity": recall_score(labels, preds, pos_label=1, zero_division=0),
-        "specificity": recall_score(labels, preds, pos_label=0, zero_division=0),
-        "confusion_matrix": confusion_matrix(labels, preds, labels=[0, 1]).tolist(),
-    }
-
-
-def regression_metrics(targets: np.ndarray, preds: np.ndarray) -> dict:
-    """RMSE, MAE and R^2 in the target's units (mL for blood loss)."""
-    return {
-        "rmse": root_mean_squared_error(targets, preds),
-        "mae": mean_absolute_error(targets, preds),
-        "r2": r2_score(targets, preds) if len(targets) > 1 else math.nan,
-    }
-
-
-def task_metrics(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict:
-    if task == "classification":
-        return classification_metrics(labels, outputs)
-    return regression_metrics(labels, outputs)
 
 
 def _length_fit(task: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray):
@@ -89,16 +53,15 @@ def applicable_length_baseline(window: Optional[WindowConfig]) -> str:
     return "trial_length" if window_end(window) is None else "trial_length_window"
 
 
-def baselines(
+def baseline_outputs(
     task: str, train: list[Trial], test: list[Trial], window: Optional[WindowConfig] = None
-) -> dict[str, dict]:
-    """Majority-class (or mean) and trial-length baselines, fitted on train, scored on test.
+) -> dict[str, np.ndarray]:
+    """Each baseline's per-trial output on ``test`` (probability or value), fitted on train.
 
     ``trial_length_window`` uses ``min(length, window end)`` (the full length when clips span
     the whole trial).
     """
     y_train = np.array([t.label for t in train])
-    y_test = np.array([t.label for t in test])
     lengths = {name: np.array([t.n_frames for t in trials]) for name, trials in
                (("train", train), ("test", test))}  # fmt: skip
     end = window_end(window)
@@ -108,14 +71,19 @@ def baselines(
     else:
         constant = np.full(len(test), y_train.mean())
     return {
-        "majority": task_metrics(task, y_test, constant),
-        "trial_length": task_metrics(
-            task, y_test, _length_fit(task, lengths["train"], y_train, lengths["test"])
-        ),
-        "trial_length_window": task_metrics(
-            task, y_test, _length_fit(task, seen["train"], y_train, seen["test"])
-        ),
+        "majority": constant,
+        "trial_length": _length_fit(task, lengths["train"], y_train, lengths["test"]),
+        "trial_length_window": _length_fit(task, seen["train"], y_train, seen["test"]),
     }
+
+
+def baselines(
+    task: str, train: list[Trial], test: list[Trial], window: Optional[WindowConfig] = None
+) -> dict[str, dict]:
+    """Majority-class (or mean) and both trial-length baselines, fitted on train, scored on test."""
+    y_test = np.array([t.label for t in test])
+    outputs = baseline_outputs(task, train, test, window)
+    return {name: task_metrics(task, y_test, out) for name, out in outputs.items()}
 
 
 def results_table(

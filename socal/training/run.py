@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from socal.config import Precision, Target, check_set, fingerprint, semantic_config
+from socal.config import Precision, Target, WindowConfig, check_set, fingerprint, semantic_config
 from socal.console import interval_column, report_results
 from socal.data.check import checked_trials
 from socal.data.dataset import ClipDataset
@@ -24,11 +24,19 @@ from socal.data.splits import split_table, split_trials
 from socal.data.synthetic import data_root
 from socal.errors import UserError
 from socal.monitor import monitor_mode
+from socal.report.metrics import parse_threshold
+from socal.report.plots import run_plots
+from socal.report.run_results import (
+    BASELINE_PREFIX,
+    choose_threshold,
+    format_results,
+    published_results,
+)
 from socal.training import checkpoint, distributed, package, tracking
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
-from socal.training.metrics import baselines, results_table, task_metrics
+from socal.training.metrics import baseline_outputs, baselines, results_table, task_metrics
 from socal.training.model import build_model
 from socal.training.optim import build_optimizer, build_scheduler
 from socal.training.runtime import (
@@ -65,6 +73,7 @@ def check_settings(cfg: DictConfig, task: str) -> None:
             "trainer.epochs, trainer.batch_size and trainer.grad_accum_steps must be >= 1"
         )
     monitor_mode(task, cfg.trainer.early_stopping.metric, cfg.trainer.early_stopping.mode)
+    parse_threshold(cfg.eval.threshold)
 
 
 def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) -> DataLoader:
@@ -78,17 +87,28 @@ def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) ->
     )
 
 
-def _predictions_table(subset: str, trials: list[Trial], result: Predictions, task: str):
-    chosen = [trials[i] for i in result.indices]
+def _predictions_table(
+    subset: str,
+    subsets: dict,
+    result: Predictions,
+    task: str,
+    threshold: Optional[dict],
+    window: Optional[WindowConfig],
+) -> pd.DataFrame:
+    """predictions.csv rows of one subset; ``prediction`` at the chosen threshold."""
+    chosen = [subsets[subset][i] for i in result.indices]
     classification = task == "classification"
+    prediction = (result.outputs >= threshold["value"]).astype(int) if threshold else result.outputs
+    reference = baseline_outputs(task, subsets["train"], chosen, window)
     return pd.DataFrame(
         {
             "trial": [t.trial_id for t in chosen],
             "participant": [t.participant for t in chosen],
             "label": result.labels,
             "probability" if classification else "predicted": result.outputs,
-            "prediction": (result.outputs >= 0.5).astype(int) if classification else result.outputs,
+            "prediction": prediction,
             "subset": subset,
+            **{BASELINE_PREFIX + name: out for name, out in reference.items()},
         }
     )
 
@@ -184,8 +204,15 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
     engine.load_best()
     test = engine.predict(loaders["test"])
     val = engine.predict(loaders["val"])
-    metrics = task_metrics(engine.task, test.labels, test.outputs)
     window = cfg.data.window
+    threshold = choose_threshold(engine.task, cfg.eval, val.labels, val.outputs)
+    tables = [
+        _predictions_table(name, subsets, predictions, engine.task, threshold, window)
+        for name, predictions in (("val", val), ("test", test))
+    ]
+    value = threshold["value"] if threshold else None
+    published = published_results(engine.task, tables[1], value, cfg.eval)
+    metrics = published.pop("test")
     reference = baselines(engine.task, subsets["train"], subsets["test"], window)
     result = {
         "task": engine.task,
@@ -199,6 +226,8 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         "best_val": {engine.monitor: engine.best},
         "config_fingerprint": fingerprint(cfg),
         "versions": installed_versions(),  # requirements/instance.txt pins them on SageMaker
+        "threshold": threshold,
+        **published,
     }
     if engine.dist.is_main:
         report_results("test_", metrics)
@@ -207,12 +236,11 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         report_results("best_", {engine.monitor: math.nan if engine.best is None else engine.best})
         table = results_table(engine.task, metrics, reference, window, interval_column(result))
         log.info("test results (%d trials):\n%s", len(test.labels), table)
-        tables = [
-            _predictions_table("val", subsets["val"], val, engine.task),
-            _predictions_table("test", subsets["test"], test, engine.task),
-        ]
+        log.info("test results with intervals:\n%s", format_results(result))
         pd.concat(tables).to_csv(run_dir / "predictions.csv", index=False)
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        if cfg.eval.plots:
+            run_plots(run_dir)
     return result
 
 
