@@ -226,7 +226,8 @@ def test_torchrun_two_cpu_processes(tmp_path: Path, data_root: Path) -> None:
     engine, loaders = build_engine(cfg, subsets, single, Dist(), StopSignal(), torch.device("cpu"))
     engine.module.load_state_dict(load(run_dir / "checkpoints" / "best.pt"))
     alone_test = engine.predict(loaders["test"])
-    expected = task_metrics("classification", alone_test.labels, alone_test.outputs)
+    threshold = metrics["threshold"]["value"]  # chosen on validation by the ranks' run
+    expected = task_metrics("classification", alone_test.labels, alone_test.outputs, threshold)
     assert metrics["test"].pop("confusion_matrix") == expected.pop("confusion_matrix")
     assert metrics["test"] == pytest.approx(expected)
     # Its checkpoint holds two ranks' state: one process cannot continue it exactly.

@@ -72,10 +72,14 @@ def test_metrics_json_is_what_scikit_learn_computes_from_predictions_csv_at_the_
     )
     metrics = read_metrics(run_dir)
     predictions = pd.read_csv(run_dir / "predictions.csv")
-    for subset in ("test", "val"):
+    threshold = metrics["threshold"]["value"]  # chosen on validation (eval.threshold=val_youden)
+    # Test at that threshold and at 0.5; validation as history.csv has it (at 0.5).
+    for subset, key, cut in (("test", "test", threshold), ("test", "test_at_0.5", 0.5),
+                             ("val", "val", 0.5)):  # fmt: skip
         rows = predictions[predictions.subset == subset]
-        y, p, hard = rows.label.astype(int), rows.probability, rows.prediction
-        assert (hard == (p >= 0.5)).all()
+        y, p = rows.label.astype(int), rows.probability
+        assert (rows.prediction == (p >= threshold)).all()
+        hard = (p >= cut).astype(int)
         expected = {
             "accuracy": accuracy_score(y, hard),
             "balanced_accuracy": balanced_accuracy_score(y, hard),
@@ -84,8 +88,8 @@ def test_metrics_json_is_what_scikit_learn_computes_from_predictions_csv_at_the_
             "sensitivity": recall_score(y, hard),
             "specificity": recall_score(1 - y, 1 - hard),
         }
-        assert {k: metrics[subset][k] for k in expected} == pytest.approx(expected), subset
-        assert metrics[subset]["confusion_matrix"] == confusion_matrix(y, hard).tolist()
+        assert {k: metrics[key][k] for k in expected} == pytest.approx(expected), key
+        assert metrics[key]["confusion_matrix"] == confusion_matrix(y, hard, labels=[0, 1]).tolist()
     history = pd.read_csv(run_dir / "history.csv")
     best = history.loc[history.val_auroc.idxmax()]  # the first of equal values, as the engine
     assert metrics["best_val"] == {"val_auroc": pytest.approx(best.val_auroc)}
