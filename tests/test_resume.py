@@ -75,8 +75,11 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(
 ) -> None:
     run_dir = tmp_path / "run"
     proc = start(run_dir, overrides(data_root))
-    wait_for_line(proc, "epoch 1/")  # epoch 1 done; kill during epoch 2
-    time.sleep(0.4)
+    wait_for_line(proc, "epoch 1/")  # epoch 1 done; its checkpoint follows the line
+    deadline = time.time() + 60
+    while not step_files(run_dir / "checkpoints") and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)  # kill during epoch 2
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     state = load(step_files(run_dir / "checkpoints")[0])

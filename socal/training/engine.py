@@ -163,7 +163,10 @@ class Engine:
         state = self.state_dict()  # every rank takes part in gathering the RNG states
         if self.dist.is_main:
             path = checkpoint.save_step(state, self.checkpoint_dir, self.step)
-            log.info(
+            # Said when it is news (inside an epoch: by the clock, a step count or a stop); an
+            # epoch's own save would break the one-line-per-epoch console.
+            log.log(
+                logging.INFO if self.batches_done else logging.DEBUG,
                 "checkpoint %s: %d epochs + %d batches done",
                 path.name,
                 self.epoch,
