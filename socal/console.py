@@ -87,11 +87,14 @@ def report_results(prefix: str, metrics: dict) -> None:
 
 
 def interval_column(result: dict) -> dict[str, str]:
-    """``metric -> "[lo, hi]"`` from the bootstrap intervals metrics.json holds, if any."""
-    intervals = result.get("intervals", {}).get("bootstrap", {})
+    """``metric -> "[lo, hi]"`` from the bootstrap intervals metrics.json holds, if any
+    (``degenerate`` for a zero-width one)."""
+    intervals = result.get("intervals", {})
     return {
-        name: f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
-        for name, bounds in intervals.items()
+        name: "degenerate"
+        if name in intervals.get("degenerate", ())
+        else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+        for name, bounds in intervals.get("bootstrap", {}).items()
         if bounds is not None and len(bounds) == 2
     }
 

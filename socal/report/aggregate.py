@@ -38,8 +38,18 @@ class Group:
     coverage: dict = field(default_factory=dict)
 
     @property
+    def missing_folds(self) -> list[int]:
+        return self.coverage.get("missing_folds", [])
+
+    @property
     def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.keys.items()) or "all runs"
+        """The group's swept values; an incomplete k-fold group says which folds it lacks."""
+        text = ", ".join(f"{k}={v}" for k, v in self.keys.items()) or "all runs"
+        if self.missing_folds:
+            text += (
+                f" [INCOMPLETE: folds {self.missing_folds} of {self.coverage['of_folds']} missing]"
+            )
+        return text
 
     @property
     def task(self) -> str:
@@ -124,29 +134,41 @@ def pool(group: Group, settings: Any) -> None:
     }
     group.pooled_test = pooled
     folds = sorted(int(run.config.get("split.fold", -1)) for run in group.runs)
+    of_folds = int(group.runs[0].config.get("split.folds", len(folds)))
     split = group.runs[0].split
     group.coverage = {
         "folds": folds,
-        "of_folds": int(group.runs[0].config.get("split.folds", len(folds))),
+        "of_folds": of_folds,
+        "missing_folds": sorted(set(range(of_folds)) - set(folds)),
         "test_trials": len(pooled),
         "trials": None if split is None else int(split["trial"].nunique()),
     }
 
 
 def summary(group: Group) -> dict[str, dict[str, float]]:
-    """Mean and sample sd over the group's runs of every test metric."""
-    table = pd.DataFrame([run_metrics(run) for run in group.runs])
+    """Mean and sample sd over the group's runs of every test metric, and in how many runs it
+    is defined: an undefined value (NaN, e.g. specificity on a fold without failures) is left
+    out of the mean, never counted as 0."""
+    table = pd.DataFrame([run_metrics(run) for run in group.runs]).astype(float)
     return {
         "mean": table.mean().to_dict(),
         "sd": table.std(ddof=1).to_dict() if len(table) > 1 else dict.fromkeys(table, math.nan),
+        "defined": {k: int(v) for k, v in table.count().items()},
     }
 
 
 def group_runs(runs: list[Run], settings: Any, by: tuple[str, ...] = ()) -> list[Group]:
-    """Groups sorted by their validation objective (never by test), each pooled when k-fold."""
+    """Groups sorted by their validation objective (never by test), each pooled when k-fold;
+    a k-fold group that lacks folds is ranked after the complete ones (and labelled so)."""
     tasks = {run.metrics["task"] for run in runs}
     if len(tasks) > 1:
         raise UserError(f"the runs mix tasks ({', '.join(sorted(tasks))}): report them apart")
+    monitors = {run.monitor[0] for run in runs}
+    if len(monitors) > 1:
+        raise UserError(
+            f"the runs early-stopped on different metrics ({', '.join(sorted(monitors))}): their "
+            "validation objectives cannot be ranked together; report them apart"
+        )
     unknown = [key for key in by if all(key not in run.config for run in runs)]
     if unknown:
         raise UserError(f"--by {', '.join(unknown)}: no such key in the runs' config.yaml")
@@ -161,5 +183,10 @@ def group_runs(runs: list[Run], settings: Any, by: tuple[str, ...] = ()) -> list
         group.runs.sort(key=lambda r: (r.config.get("split.fold", 0), r.name))
         pool(group, settings)
     return sorted(
-        groups.values(), key=lambda g: (g.monitor, -g.objective if g.maximize else g.objective)
+        groups.values(),
+        key=lambda g: (
+            bool(g.missing_folds),
+            math.isnan(g.objective),
+            -g.objective if g.maximize else g.objective,
+        ),
     )

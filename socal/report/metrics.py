@@ -28,7 +28,11 @@ YOUDEN = "val_youden"
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, balanced accuracy, AUROC, F1, sensitivity, specificity and confusion matrix."""
+    """Accuracy, balanced accuracy, AUROC, F1, sensitivity, specificity and confusion matrix.
+
+    A metric without a denominator (specificity on a fold with no failure) is NaN, never 0:
+    a zero would enter a mean over folds as if it had been measured.
+    """
     labels = np.asarray(labels).astype(int)
     preds = (np.asarray(probs) >= threshold).astype(int)
     both_classes = len(np.unique(labels)) == 2
@@ -37,8 +41,8 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
         "balanced_accuracy": balanced_accuracy_score(labels, preds),
         "auroc": roc_auc_score(labels, probs) if both_classes else math.nan,
         "f1": f1_score(labels, preds, zero_division=0),
-        "sensitivity": recall_score(labels, preds, pos_label=1, zero_division=0),
-        "specificity": recall_score(labels, preds, pos_label=0, zero_division=0),
+        "sensitivity": recall_score(labels, preds, pos_label=1, zero_division=np.nan),
+        "specificity": recall_score(labels, preds, pos_label=0, zero_division=np.nan),
         "confusion_matrix": confusion_matrix(labels, preds, labels=[0, 1]).tolist(),
     }
 
@@ -117,21 +121,22 @@ def parse_threshold(setting: str) -> str | float:
 def youden_threshold(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     """The threshold that maximises Youden's J (sensitivity + specificity - 1), and that J.
 
-    Candidates lie halfway between neighbouring distinct scores (predict success when
-    probability >= threshold); among equal J the highest threshold wins. Needs both classes.
+    Candidate cuts lie halfway between neighbouring distinct scores (predict success when
+    probability >= threshold); the cut that calls every trial a success lies halfway between
+    the lowest score and 0, below every validation score. When several cuts tie, the middle of
+    the tied plateau wins, favouring neither sensitivity nor specificity. Needs both classes.
     """
     labels = np.asarray(labels).astype(int)
     probs = np.asarray(probs, dtype=float)
     scores = np.unique(probs)[::-1]  # distinct, descending
     positives, negatives = (labels == 1).sum(), (labels == 0).sum()
-    best_j, best_k = -math.inf, 0
-    for k, score in enumerate(scores):
-        predicted = probs >= score
-        j = (predicted & (labels == 1)).sum() / positives - (
-            predicted & (labels == 0)
-        ).sum() / negatives
-        if j > best_j + 1e-12:
-            best_j, best_k = j, k
-    upper = scores[best_k]
-    lower = scores[best_k + 1] if best_k + 1 < len(scores) else upper
-    return float((upper + lower) / 2), float(best_j)
+    predicted = probs[None, :] >= scores[:, None]  # row k: success when >= scores[k]
+    j = (predicted & (labels == 1)).sum(axis=1) / positives - (predicted & (labels == 0)).sum(
+        axis=1
+    ) / negatives
+    cuts = (scores + np.append(scores[1:], 0.0)) / 2
+    tied = np.flatnonzero(j >= j.max() - 1e-12)
+    runs = np.split(tied, np.flatnonzero(np.diff(tied) > 1) + 1)  # contiguous plateaus
+    middle = tied[(len(tied) - 1) // 2]
+    plateau = next(run for run in runs if middle in run)
+    return float((cuts[plateau[0]] + cuts[plateau[-1]]) / 2), float(j.max())

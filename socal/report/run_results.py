@@ -13,6 +13,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from socal.report.clustered import auroc_intervals, clustered_proportions, degenerate
 from socal.report.intervals import (
     exact_intervals,
     percentile_interval,
@@ -102,8 +103,15 @@ def published_results(task: str, test: pd.DataFrame, threshold, settings: Any) -
     level = settings.confidence
     intervals["bootstrap"] = {k: percentile_interval(v[1:], level) for k, v in model.items()}
     intervals["defined_resamples"] = {k: int(np.isfinite(v[1:]).sum()) for k, v in model.items()}
+    if settings.bootstrap > 0:
+        intervals["degenerate"] = [k for k, v in intervals["bootstrap"].items() if degenerate(v)]
     if classification:
+        participants = test["participant"].to_numpy()
         intervals["exact"] = exact_intervals(labels, outputs, threshold, level)
+        intervals["clustered"] = clustered_proportions(
+            labels, outputs, participants, threshold, level
+        )
+        intervals["auroc"] = auroc_intervals(labels, outputs, participants, level)
     differences = {}
     for name, base in baselines.items():
         reference = _weighted(task, w, labels, base, 0.5, settings.bins)
@@ -128,8 +136,19 @@ def interval(bounds: Optional[list], digits: int = 4) -> str:
     return "n/a" if not bounds else f"[{number(bounds[0], digits)}, {number(bounds[1], digits)}]"
 
 
+def clustered_interval(intervals: dict, name: str) -> Optional[list]:
+    """The few-surgeon interval of a metric: cluster-adjusted Clopper-Pearson for proportions,
+    clustered DeLong for AUROC; None for the others."""
+    if name == "auroc":
+        return ((intervals.get("auroc") or {}).get("clustered_delong") or {}).get("ci")
+    return intervals.get("clustered", {}).get(name, {}).get("clopper_pearson")
+
+
 def results_rows(result: dict) -> list[dict]:
-    """One row per test metric: name, value, bootstrap interval, exact interval, value at 0.5."""
+    """One row per test metric: name, value, bootstrap, exact and clustered intervals, at 0.5.
+
+    A zero-width bootstrap interval is flagged (``ci_degenerate``), not passed on as a number.
+    """
     intervals = result.get("intervals", {})
     rows = []
     test = {k: v for k, v in result["test"].items() if not isinstance(v, list)}
@@ -141,11 +160,18 @@ def results_rows(result: dict) -> list[dict]:
                 "metric": name,
                 "value": value,
                 "ci": intervals.get("bootstrap", {}).get(name),
+                "ci_degenerate": name in intervals.get("degenerate", ()),
                 "exact_ci": exact.get("clopper_pearson"),
+                "clustered_ci": clustered_interval(intervals, name),
                 "at_0.5": result.get("test_at_0.5", {}).get(name),
             }
         )
     return rows
+
+
+def bootstrap_cell(row: dict, digits: int = 4) -> str:
+    """The bootstrap interval as printed: a zero-width one is called degenerate."""
+    return "degenerate (zero width)" if row["ci_degenerate"] else interval(row["ci"], digits)
 
 
 def format_results(result: dict) -> str:
@@ -159,15 +185,17 @@ def format_results(result: dict) -> str:
             f"threshold {result['threshold']['value']:.4f} ({result['threshold']['rule']})"
         )
     header = f"bootstrap {level} CI ({intervals.get('participants', '?')} surgeons)"
-    extra = f"{'exact (C-P)':<20}{'at 0.5':>8}" if classification else ""
+    extra = f"{'exact (C-P)':<20}{'clustered':<20}{'at 0.5':>8}" if classification else ""
     lines.append(f"{'metric':<18}{'value':>10}  {header:<34}{extra}")
     for row in results_rows(result):
         extra = ""
         if classification:
             exact = interval(row["exact_ci"]) if row["exact_ci"] else ""
-            extra = f"{exact:<20}{'' if row['at_0.5'] is None else number(row['at_0.5']):>8}"
+            clustered = interval(row["clustered_ci"]) if row["clustered_ci"] else ""
+            at_half = "" if row["at_0.5"] is None else number(row["at_0.5"])
+            extra = f"{exact:<20}{clustered:<20}{at_half:>8}"
         lines.append(
-            f"{row['metric']:<18}{number(row['value']):>10}  {interval(row['ci']):<34}{extra}"
+            f"{row['metric']:<18}{number(row['value']):>10}  {bootstrap_cell(row):<34}{extra}"
         )
     for name, diffs in result.get("differences", {}).items():
         for key, diff in diffs.items():

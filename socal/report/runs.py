@@ -42,8 +42,15 @@ class Run:
 
     @property
     def monitor(self) -> tuple[str, float]:
-        """The early-stopping metric and its best validation value."""
-        return next(iter(self.metrics["best_val"].items()))
+        """The early-stopping metric and its best validation value (NaN when no epoch had one)."""
+        best = self.metrics.get("best_val")
+        if not isinstance(best, dict) or len(best) != 1:
+            raise UserError(
+                f"{self.name}: metrics.json has no best_val (the early-stopping metric and its "
+                f"best validation value) but {best!r}: it cannot be ranked; leave it out"
+            )
+        metric, value = next(iter(best.items()))
+        return metric, float("nan") if value is None else float(value)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -11,7 +11,13 @@ import pandas as pd
 
 from socal.report import plots
 from socal.report.aggregate import REPLICATE_KEYS, Group, run_metrics, summary
-from socal.report.run_results import DIFFERENCES, interval, number, results_rows
+from socal.report.run_results import (
+    DIFFERENCES,
+    bootstrap_cell,
+    interval,
+    number,
+    results_rows,
+)
 
 HEADLINE = {"classification": ("auroc", "accuracy"), "regression": ("rmse", "mae")}
 
@@ -24,6 +30,17 @@ def _ci(bounds: Optional[list]) -> str:
     return "" if not bounds else interval(bounds, 3)
 
 
+def _boot(row: dict) -> str:
+    return "" if not row["ci"] else bootstrap_cell(row, 3)
+
+
+def _mean_sd(stats: dict, name: str, runs: int) -> str:
+    """``mean ± sd`` over the runs where the metric is defined, with that count when short."""
+    text = f"{_num(stats['mean'].get(name))} ± {_num(stats['sd'].get(name))}"
+    defined = stats["defined"].get(name, runs)
+    return text if defined == runs else f"{text} ({defined} of {runs} defined)"
+
+
 def summary_table(groups: list[Group], keys: list[str]) -> pd.DataFrame:
     """One row per run: group, swept keys, validation objective, test metrics (report order)."""
     rows = []
@@ -34,6 +51,7 @@ def summary_table(groups: list[Group], keys: list[str]) -> pd.DataFrame:
             rows.append(
                 {
                     "group": rank,
+                    "missing_folds": " ".join(map(str, group.missing_folds)),
                     "run": run.name,
                     **{key: run.config.get(key) for key in keys},
                     f"best_{monitor}": best,
@@ -51,15 +69,19 @@ def _group_lines(group: Group, rank: int) -> list[str]:
     lines += [f"{len(group.runs)} run(s): {names}", ""]
     pooled = group.pooled
     if pooled is None and len(group.runs) == 1:  # one run: its own intervals
-        lines += ["| test metric | value | 95% CI | exact 95% CI |", "|---|---|---|---|"]
         lines += [
-            f"| {r['metric']} | {_num(r['value'])} | {_ci(r['ci'])} | {_ci(r['exact_ci'])} |"
+            "| test metric | value | 95% CI | exact 95% CI | few-surgeon 95% CI |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['metric']} | {_num(r['value'])} | {_boot(r)} | {_ci(r['exact_ci'])} "
+            f"| {_ci(r['clustered_ci'])} |"
             for r in results_rows(group.runs[0].metrics)
         ]
         return [*lines, ""]
     if pooled is None:
         lines += ["| test metric | mean ± sd |", "|---|---|"]
-        lines += [f"| {k} | {_num(v)} ± {_num(stats['sd'][k])} |" for k, v in stats["mean"].items()]
+        lines += [f"| {k} | {_mean_sd(stats, k, len(group.runs))} |" for k in stats["mean"]]
         return [*lines, ""]
     cover = group.coverage
     lines += [
@@ -68,24 +90,24 @@ def _group_lines(group: Group, rank: int) -> list[str]:
         + (f" ({cover['trials']} trials in the data)." if cover["trials"] else "."),
         f"Intervals: {pooled['intervals']['confidence']:.0%} bootstrap over "
         f"{pooled['intervals']['participants']} surgeons ({pooled['intervals']['resamples']} "
-        "resamples); exact: Clopper-Pearson. Each fold keeps its own validation threshold.",
+        "resamples); exact: Clopper-Pearson (trials independent); few-surgeon: Clopper-Pearson "
+        "on the design-effect-adjusted n, clustered DeLong for AUROC. Each fold keeps its own "
+        "validation threshold.",
         "",
     ]
     baselines = list(pooled["baselines"])
     lines.append(
         "| test metric | mean ± sd over folds | pooled | 95% CI | exact 95% CI | "
-        + " | ".join(f"pooled {b}" for b in baselines)
-        + " |"
+        "few-surgeon 95% CI | " + " | ".join(f"pooled {b}" for b in baselines) + " |"
     )
-    lines.append("|---" * (5 + len(baselines)) + "|")
+    lines.append("|---" * (6 + len(baselines)) + "|")
     for row in results_rows(pooled):
         name = row["metric"]
         base = [_num(pooled["baselines"][b].get(name)) for b in baselines]
         lines.append(
-            f"| {name} | {_num(stats['mean'].get(name))} ± {_num(stats['sd'].get(name))} "
-            f"| {_num(row['value'])} | {_ci(row['ci'])} | {_ci(row['exact_ci'])} | "
-            + " | ".join(base)
-            + " |"
+            f"| {name} | {_mean_sd(stats, name, len(group.runs))} "
+            f"| {_num(row['value'])} | {_boot(row)} | {_ci(row['exact_ci'])} "
+            f"| {_ci(row['clustered_ci'])} | " + " | ".join(base) + " |"
         )
     lines.append("")
     for name, diffs in pooled["differences"].items():
