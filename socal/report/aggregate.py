@@ -20,11 +20,11 @@ import pandas as pd
 from socal.config import NON_SEMANTIC_KEYS
 from socal.errors import UserError
 from socal.monitor import maximised
-from socal.report.metrics import task_metrics
-from socal.report.run_results import BASELINE_PREFIX, published_results
+from socal.report.run_results import baseline_thresholds, published_results
 from socal.report.runs import Run
 
 REPLICATE_KEYS = ("split.fold", "trainer.seed", "split.seed")
+THRESHOLD_PREFIX = "threshold_"  # pooled rows: each baseline's threshold in its fold
 # Results-only keys that still matter (eval.*) are kept; NON_SEMANTIC_KEYS' "eval" is not a path.
 IGNORED = tuple(k for k in NON_SEMANTIC_KEYS if k != "eval")
 
@@ -123,15 +123,24 @@ def pool(group: Group, settings: Any) -> None:
     problem = pooling_problem(group)
     if problem:
         raise UserError(f"cannot pool the folds of {group.label}: {problem}")
-    tests = [run.test.assign(threshold=_threshold(run)) for run in group.runs]
+    tests = []
+    for run in group.runs:  # each fold keeps its own thresholds, the baselines' included
+        val = run.predictions[run.predictions["subset"] == "val"]
+        cuts = baseline_thresholds(group.task, settings, val)
+        tests.append(
+            run.test.assign(
+                threshold=_threshold(run), **{THRESHOLD_PREFIX + k: v for k, v in cuts.items()}
+            )
+        )
     pooled = pd.concat(tests, ignore_index=True)
-    group.pooled = published_results(group.task, pooled, pooled["threshold"].to_numpy(), settings)
-    labels = pooled["label"].to_numpy(float)
-    group.pooled["baselines"] = {
-        col.removeprefix(BASELINE_PREFIX): task_metrics(group.task, labels, pooled[col].to_numpy())
+    cuts = {
+        col.removeprefix(THRESHOLD_PREFIX): pooled[col].to_numpy()
         for col in pooled.columns
-        if col.startswith(BASELINE_PREFIX)
+        if col.startswith(THRESHOLD_PREFIX)
     }
+    group.pooled = published_results(
+        group.task, pooled, pooled["threshold"].to_numpy(), settings, cuts
+    )
     group.pooled_test = pooled
     folds = sorted(int(run.config.get("split.fold", -1)) for run in group.runs)
     of_folds = int(group.runs[0].config.get("split.folds", len(folds)))

@@ -58,6 +58,28 @@ def choose_threshold(
     return {"rule": YOUDEN, "value": value, "val_youden_j": j}
 
 
+def baseline_thresholds(task: str, settings: Any, val: pd.DataFrame) -> dict[str, float]:
+    """Each baseline's threshold, chosen on the validation rows by the model's rule.
+
+    A baseline constant on validation (the majority class: the training prevalence) keeps 0.5,
+    so it predicts the training majority class; so does any baseline when validation has one
+    class (Youden's J is undefined). Empty for regression.
+    """
+    if task != "classification":
+        return {}
+    rule = parse_threshold(settings.threshold)
+    labels = val["label"].to_numpy(float)
+    out = {}
+    for name, scores in _baselines(val).items():
+        if rule != YOUDEN:
+            out[name] = rule
+        elif np.ptp(scores) == 0 or len(np.unique(labels)) < 2:
+            out[name] = 0.5
+        else:
+            out[name] = youden_threshold(labels, scores)[0]
+    return out
+
+
 def _baselines(test: pd.DataFrame) -> dict[str, np.ndarray]:
     cols = [c for c in test.columns if c.startswith(BASELINE_PREFIX)]
     return {c.removeprefix(BASELINE_PREFIX): test[c].to_numpy(float) for c in cols}
@@ -69,12 +91,21 @@ def _weighted(task: str, w: np.ndarray, labels, outputs, threshold, bins: int) -
     return weighted_regression(w, labels, outputs)
 
 
-def published_results(task: str, test: pd.DataFrame, threshold, settings: Any) -> dict:
-    """Test metrics at ``threshold`` (a number or one per row) with every interval around them.
+def published_results(
+    task: str,
+    test: pd.DataFrame,
+    threshold,
+    settings: Any,
+    baseline_threshold: Optional[dict] = None,
+) -> dict:
+    """Test metrics at ``threshold`` (a number or one per row) with every interval around them,
+    and the baselines' metrics at theirs (``baseline_threshold``: name -> a number or one per
+    row, see ``baseline_thresholds``; 0.5 for a baseline not named).
 
     ``test``: label, probability|predicted, participant, and baseline_<name> columns.
     ``settings``: the ``eval`` config (bootstrap, confidence, bins, seed).
     """
+    baseline_threshold = baseline_threshold or {}
     labels = test["label"].to_numpy(float)
     outputs = test[output_column(task)].to_numpy(float)
     baselines = _baselines(test)
@@ -112,9 +143,11 @@ def published_results(task: str, test: pd.DataFrame, threshold, settings: Any) -
             labels, outputs, participants, threshold, level
         )
         intervals["auroc"] = auroc_intervals(labels, outputs, participants, level)
-    differences = {}
+    differences, result["baselines"] = {}, {}
     for name, base in baselines.items():
-        reference = _weighted(task, w, labels, base, 0.5, settings.bins)
+        cut = baseline_threshold.get(name, 0.5)
+        result["baselines"][name] = task_metrics(task, labels, base, cut)
+        reference = _weighted(task, w, labels, base, cut, settings.bins)
         differences[name] = {
             key: {
                 "value": float(model[key][0] - reference[key][0]),

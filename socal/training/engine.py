@@ -176,12 +176,13 @@ class Engine:
         self.save_clock.reset()
 
     # -- one pass ----------------------------------------------------------------------------
-    def _loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss (a mean is taken by the caller)."""
+    def _loss(self, out: torch.Tensor, labels: torch.Tensor, weighted: bool = True) -> torch.Tensor:
+        """Per-sample loss (a mean is taken by the caller). ``weighted=False`` leaves out
+        ``pos_weight``: validation losses of runs with different class weights stay comparable."""
         out = out.squeeze(-1).float()
         if self.task == "classification":
             return torch.nn.functional.binary_cross_entropy_with_logits(
-                out, labels, pos_weight=self.pos_weight, reduction="none"
+                out, labels, pos_weight=self.pos_weight if weighted else None, reduction="none"
             )
         target = (labels - self.target_mean) / self.target_std
         return torch.nn.functional.mse_loss(out, target, reduction="none")
@@ -290,7 +291,7 @@ class Engine:
                     batch["index"].numpy(),
                     labels.cpu().numpy(),
                     self._outputs(out).cpu().numpy(),
-                    self._loss(out, labels).cpu().numpy(),
+                    self._loss(out, labels, weighted=False).cpu().numpy(),
                 )
             )
         gathered = [p for rank_parts in all_gather(parts, self.dist) for p in rank_parts]

@@ -1,9 +1,11 @@
 """Test metrics computed from predictions with scikit-learn, and the baselines beside them.
 
-Baselines run on the same test trials as the model: the majority class (the training mean for
-regression), and trial length alone, a one-feature fit on the training trials. On SOCAL the video
-stops at hemostasis, so length is a strong, uninteresting predictor: a model that does not beat
-it has learned nothing about surgical skill.
+Baselines run on the same test trials as the model: the majority class (a constant probability,
+the training prevalence; the training mean for regression), and trial length alone, a
+one-feature fit on the training trials. Every baseline outputs a probability, so it has an AUROC
+and a Brier score, and is thresholded on validation like the model (socal.report.run_results).
+On SOCAL the video stops at hemostasis, so length is a strong, uninteresting predictor: a model
+that does not beat it has learned nothing about surgical skill.
 
 Length comes twice. ``trial_length`` fits the full length, which a clip drawn from the whole
 trial can see (its stride) and which shows how much the outcome leaks. ``trial_length_window``
@@ -38,7 +40,7 @@ def _length_fit(task: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
     if task == "regression":
         return LinearRegression().fit(x_train, y_train).predict(x_test)
     if len(np.unique(y_train)) < 2 or len(np.unique(x_train)) < 2:
-        return np.full(len(x_test), float(np.mean(y_train) >= 0.5))  # nothing to fit on
+        return np.full(len(x_test), float(np.mean(y_train)))  # nothing to fit on: the prevalence
     return LogisticRegression().fit(x_train, y_train.astype(int)).predict_proba(x_test)[:, 1]
 
 
@@ -66,12 +68,8 @@ def baseline_outputs(
                (("train", train), ("test", test))}  # fmt: skip
     end = window_end(window)
     seen = {k: v if end is None else np.minimum(v, end) for k, v in lengths.items()}
-    if task == "classification":
-        constant = np.full(len(test), float(np.mean(y_train) >= 0.5))
-    else:
-        constant = np.full(len(test), y_train.mean())
     return {
-        "majority": constant,
+        "majority": np.full(len(test), float(y_train.mean())),
         "trial_length": _length_fit(task, lengths["train"], y_train, lengths["test"]),
         "trial_length_window": _length_fit(task, seen["train"], y_train, seen["test"]),
     }

@@ -28,6 +28,7 @@ from socal.report.metrics import parse_threshold
 from socal.report.plots import run_plots
 from socal.report.run_results import (
     BASELINE_PREFIX,
+    baseline_thresholds,
     choose_threshold,
     format_results,
     published_results,
@@ -36,7 +37,7 @@ from socal.training import checkpoint, distributed, package, tracking
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
-from socal.training.metrics import baseline_outputs, baselines, results_table, task_metrics
+from socal.training.metrics import baseline_outputs, results_table, task_metrics
 from socal.training.model import build_model
 from socal.training.optim import build_optimizer, build_scheduler
 from socal.training.runtime import (
@@ -211,16 +212,18 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         for name, predictions in (("val", val), ("test", test))
     ]
     value = threshold["value"] if threshold else None
-    published = published_results(engine.task, tables[1], value, cfg.eval)
+    cuts = baseline_thresholds(engine.task, cfg.eval, tables[0])
+    published = published_results(engine.task, tables[1], value, cfg.eval, cuts)
     metrics = published.pop("test")
-    reference = baselines(engine.task, subsets["train"], subsets["test"], window)
+    reference = published.pop("baselines")
     result = {
         "task": engine.task,
         "target": cfg.data.target.value,
         "test": metrics,
         # The best epoch's validation metrics (the weights tested); for choosing, never test.
         "val": {"loss": val.loss, **task_metrics(engine.task, val.labels, val.outputs)},
-        "baselines": reference,
+        "baselines": reference,  # each at its own validation-chosen threshold
+        "baseline_thresholds": cuts,
         "n_trials": {name: len(trials) for name, trials in subsets.items()},
         "epochs_trained": engine.epoch,
         "best_val": {engine.monitor: engine.best},
