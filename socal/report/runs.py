@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,6 +25,8 @@ from socal.errors import UserError
 # libyaml's parser when PyYAML has it: ten times faster on a hundred configs.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 RUN_FILES = ("config.yaml", "metrics.json", "predictions.csv")
+# Append-only: one JSON line per evaluation of the test split (metrics.json keeps only the last).
+EVALUATIONS = "evaluations.jsonl"
 JOB_OUTPUT = "/output/output.tar.gz"
 
 
@@ -35,10 +38,28 @@ class Run:
     metrics: dict
     predictions: pd.DataFrame
     split: Optional[pd.DataFrame]
+    evaluations: list[dict] = field(default_factory=list)
 
     @property
     def test(self) -> pd.DataFrame:
         return self.predictions[self.predictions["subset"] == "test"]
+
+    @property
+    def caveats(self) -> list[str]:
+        """What a reader of this run's test figures must know about how they were obtained."""
+        notes = []
+        if len(self.evaluations) > 1:
+            notes.append(
+                f"{self.name}: the test split was evaluated {len(self.evaluations)} times "
+                f"(settings and figures of each in {EVALUATIONS}); the last is reported"
+            )
+        threshold = self.metrics.get("threshold") or {}
+        if threshold.get("rule") == "fixed":
+            notes.append(
+                f"{self.name}: fixed threshold {threshold['value']} (eval.threshold), "
+                "not chosen on validation"
+            )
+        return notes
 
     @property
     def monitor(self) -> tuple[str, float]:
@@ -78,7 +99,22 @@ def load_run(folder: Path, name: str) -> Run:
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise UserError(f"cannot read the run in {folder}: {err}") from None
     split = pd.read_csv(folder / "split.csv") if (folder / "split.csv").is_file() else None
-    return Run(name, folder, flatten(config), metrics, predictions, split)
+    log = folder / EVALUATIONS
+    lines = log.read_text().splitlines() if log.is_file() else []
+    evaluations = [json.loads(line) for line in lines if line.strip()]
+    return Run(name, folder, flatten(config), metrics, predictions, split, evaluations)
+
+
+def record_evaluation(folder: Path, settings: dict, threshold: Optional[dict], test: dict) -> None:
+    """Append one evaluation of the test split (UTC time, eval settings, threshold, figures)."""
+    entry = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "eval": settings,
+        "threshold": threshold,
+        "test": {k: v for k, v in test.items() if not isinstance(v, list)},
+    }
+    with (folder / EVALUATIONS).open("a") as log:
+        log.write(json.dumps(entry) + "\n")
 
 
 def _safe_extract(archive: tarfile.TarFile, target: Path) -> None:

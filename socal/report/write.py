@@ -62,11 +62,32 @@ def summary_table(groups: list[Group], keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _protocol(group: Group) -> list[str]:
+    """The split strategy, the clip window and the length baseline that applies to it."""
+    config = group.runs[0].config
+    start, length = config.get("data.window.start_s"), config.get("data.window.length_s")
+    if length is None:
+        window, baseline = "whole trials (the length leaks the outcome)", "trial_length"
+    else:
+        window, baseline = f"clips from seconds {start} to {start + length}", "trial_length_window"
+    return [
+        f"split: {config.get('split.strategy', 'unknown')}; {window}",
+        f"the length baseline that applies: {baseline}; baselines are thresholded on validation",
+    ]
+
+
 def _group_lines(group: Group, rank: int) -> list[str]:
     stats = summary(group)
     lines = [f"### {rank}. {group.label}", ""]
     names = ", ".join(run.name for run in group.runs)
     lines += [f"{len(group.runs)} run(s): {names}", ""]
+    lines += [f"- NOTE: {note}" for run in group.runs for note in run.caveats]
+    if group.missing_folds:
+        lines.append(
+            f"- NOTE: folds {group.missing_folds} of {group.coverage['of_folds']} are missing: "
+            "the pooled figures cover part of the data only, and the group is ranked last"
+        )
+    lines += [f"- {setting}" for setting in _protocol(group)] + [""]
     pooled = group.pooled
     if pooled is None and len(group.runs) == 1:  # one run: its own intervals
         lines += [
@@ -153,6 +174,13 @@ def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
             + " | ".join(cells)
             + " |"
         )
+    best = groups[0]
+    lines += [
+        "",
+        f"Selection: group 1 ({best.label}) is the best of {len(groups)} configuration(s) "
+        f"({n_runs} runs) by validation {monitor}; its test figures are those of the winner of "
+        f"{len(groups)} tries, optimistic by that selection.",
+    ]
     lines += ["", "## Groups", ""]
     for rank, group in enumerate(groups, 1):
         lines += _group_lines(group, rank)

@@ -33,6 +33,7 @@ from socal.report.run_results import (
     format_results,
     published_results,
 )
+from socal.report.runs import record_evaluation
 from socal.training import checkpoint, distributed, package, tracking
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
@@ -242,6 +243,8 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         log.info("test results with intervals:\n%s", format_results(result))
         pd.concat(tables).to_csv(run_dir / "predictions.csv", index=False)
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        settings = OmegaConf.to_container(cfg.eval, resolve=True)
+        record_evaluation(run_dir, settings, threshold, metrics)
         if cfg.eval.plots:
             run_plots(run_dir)
     return result
