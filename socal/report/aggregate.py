@@ -10,6 +10,7 @@ number to publish; pooling is refused when it would be wrong.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -20,6 +21,7 @@ import pandas as pd
 from socal.config import NON_SEMANTIC_KEYS
 from socal.errors import UserError
 from socal.monitor import maximised
+from socal.report.compare import paired_tests
 from socal.report.run_results import baseline_thresholds, published_results
 from socal.report.runs import Run
 
@@ -152,6 +154,36 @@ def pool(group: Group, settings: Any) -> None:
         "test_trials": len(pooled),
         "trials": None if split is None else int(split["trial"].nunique()),
     }
+
+
+def scored_trials(group: Group) -> Optional[pd.DataFrame]:
+    """The group's test predictions with a threshold per row: pooled folds, or its one run."""
+    if group.pooled_test is not None:
+        return group.pooled_test
+    if len(group.runs) == 1:
+        return group.runs[0].test.assign(threshold=_threshold(group.runs[0]))
+    return None
+
+
+def compare_groups(groups: list[Group]) -> list[dict]:
+    """Paired tests of every two ranked groups whose test predictions cover the same trials."""
+    if groups[0].task != "classification":
+        return []
+    tables = [scored_trials(g) for g in groups]
+    out = []
+    for i, j in itertools.combinations(range(len(groups)), 2):
+        a, b = tables[i], tables[j]
+        if a is None or b is None or sorted(a["trial"]) != sorted(b["trial"]):
+            continue
+        b = b.set_index("trial").loc[a["trial"]]
+        tests = paired_tests(
+            a["label"].to_numpy(), a["participant"].to_numpy(),
+            a["probability"].to_numpy(), a["threshold"].to_numpy(),
+            b["probability"].to_numpy(), b["threshold"].to_numpy(),
+        )  # fmt: skip
+        if tests:
+            out.append({"a": i + 1, "b": j + 1, "trials": len(a), **tests})
+    return out
 
 
 def summary(group: Group) -> dict[str, dict[str, float]]:

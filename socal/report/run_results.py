@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from socal.report.clustered import auroc_intervals, clustered_proportions, degenerate
+from socal.report.compare import paired_tests
 from socal.report.intervals import (
     exact_intervals,
     percentile_interval,
@@ -155,9 +156,22 @@ def published_results(
             }
             for key in DIFFERENCES[task]
         }
+        if classification:
+            differences[name]["tests"] = paired_tests(
+                labels, test["participant"].to_numpy(), outputs, threshold, base, cut
+            )
     result["intervals"] = intervals
     result["differences"] = differences
     return result
+
+
+def test_summary(tests: dict) -> str:
+    """The paired tests' p-values in one line."""
+    return (
+        f"AUROC DeLong p={tests['auroc_delong']['p']:.4f}, clustered DeLong "
+        f"p={tests['auroc_clustered_delong']['p']:.4f}; accuracy McNemar exact "
+        f"p={tests['accuracy_mcnemar']['p']:.4f}"
+    )
 
 
 def number(value: Optional[float], digits: int = 4) -> str:
@@ -231,6 +245,9 @@ def format_results(result: dict) -> str:
             f"{row['metric']:<18}{number(row['value']):>10}  {bootstrap_cell(row):<34}{extra}"
         )
     for name, diffs in result.get("differences", {}).items():
-        for key, diff in diffs.items():
+        for key in DIFFERENCES[result["task"]]:
+            diff = diffs[key]
             lines.append(f"model - {name} {key}: {number(diff['value'])} {interval(diff['ci'])}")
+        if diffs.get("tests"):
+            lines.append(f"model vs {name}: {test_summary(diffs['tests'])}")
     return "\n".join(line.rstrip() for line in lines)

@@ -10,13 +10,14 @@ from typing import Any, Optional
 import pandas as pd
 
 from socal.report import plots
-from socal.report.aggregate import REPLICATE_KEYS, Group, run_metrics, summary
+from socal.report.aggregate import REPLICATE_KEYS, Group, compare_groups, run_metrics, summary
 from socal.report.run_results import (
     DIFFERENCES,
     bootstrap_cell,
     interval,
     number,
     results_rows,
+    test_summary,
 )
 
 HEADLINE = {"classification": ("auroc", "accuracy"), "regression": ("rmse", "mae")}
@@ -135,6 +136,8 @@ def _group_lines(group: Group, rank: int) -> list[str]:
         for key in DIFFERENCES[group.task]:
             diff = diffs[key]
             lines.append(f"- model − {name}, {key}: {_num(diff['value'])} {_ci(diff.get('ci'))}")
+        if diffs.get("tests"):
+            lines.append(f"- model vs {name}: {test_summary(diffs['tests'])}")
     return [*lines, ""]
 
 
@@ -181,6 +184,24 @@ def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
         f"({n_runs} runs) by validation {monitor}; its test figures are those of the winner of "
         f"{len(groups)} tries, optimistic by that selection.",
     ]
+    comparisons = compare_groups(groups)
+    if comparisons:
+        lines += [
+            "",
+            "## Model vs model (same test trials)",
+            "",
+            "AUROC difference a − b with DeLong's and the clustered (surgeon) DeLong test; "
+            "accuracy with McNemar's exact test (each at its own thresholds).",
+            "",
+            "| a | b | trials | auroc a − b | DeLong p | clustered DeLong p | McNemar p |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c['a']} | {c['b']} | {c['trials']} | {_num(c['auroc_delong']['difference'])} "
+            f"| {number(c['auroc_delong']['p'])} | {number(c['auroc_clustered_delong']['p'])} "
+            f"| {number(c['accuracy_mcnemar']['p'])} |"
+            for c in comparisons
+        ]
     lines += ["", "## Groups", ""]
     for rank, group in enumerate(groups, 1):
         lines += _group_lines(group, rank)
@@ -236,6 +257,7 @@ def write_report(groups: list[Group], keys: list[str], out: Path, command: str) 
     document = {
         "command": command,
         "swept_keys": keys,
+        "comparisons": compare_groups(groups),
         "groups": [
             {
                 "rank": rank,
