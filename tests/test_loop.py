@@ -113,6 +113,20 @@ def test_pos_weight_scales_the_success_class_loss(tmp_path: Path) -> None:
     assert torch.allclose(e._loss(out, labels), expected)
 
 
+def test_validation_loss_is_unweighted_so_runs_with_other_class_weights_compare(
+    tmp_path: Path,
+) -> None:
+    """Issue 26, defect 2: val_loss included pos_weight, so weighted runs ranked on other scales."""
+    data = samples(9)
+    x = torch.stack([d["pixel_values"] for d in data])
+    y = torch.tensor([d["label"] for d in data])
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(Linear()(x).logits.squeeze(-1), y)
+    for pos_weight in (None, 3.0):
+        assert engine(tmp_path, pos_weight=pos_weight).predict(loader(data, 4)).loss == (
+            pytest.approx(plain.item(), rel=1e-6)
+        )
+
+
 def test_class_weight_balanced_is_failures_over_successes() -> None:
     labels = np.array([1, 1, 1, 0, 1, 0, 1, 1, 1, 0], dtype=float)  # 7 successes, 3 failures
     trainer = OmegaConf.structured(TrainerConfig(class_weight="balanced"))
