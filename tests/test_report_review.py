@@ -187,3 +187,17 @@ def test_every_evaluation_of_the_test_split_is_kept_and_reported(tmp_path: Path)
     report(tmp_path, tmp_path / "runs")
     text = (tmp_path / "report" / "report.md").read_text()
     assert "the test split was evaluated 2 times" in text
+
+
+def test_the_headline_auroc_is_the_mean_of_the_fold_aurocs(tmp_path: Path) -> None:
+    """Defect 9: the pooled AUROC, across differently calibrated fold models, was the headline."""
+    runs = sweep(tmp_path / "multirun", lrs=(1e-3,))
+    [group] = report(tmp_path, runs)["groups"]
+    aurocs = []
+    for folder in sorted(runs.iterdir()):
+        test = pd.read_csv(folder / "predictions.csv").query("subset == 'test'")
+        aurocs.append(roc_auc_score(test["label"], test["probability"]))
+    headline = group["pooled"]["fold_mean_auroc"]
+    assert headline["value"] == pytest.approx(np.mean(aurocs)) and headline["folds"] == FOLDS
+    assert headline["ci"][0] < headline["value"] < headline["ci"][1]
+    assert "fold-mean auroc [95% CI]" in (tmp_path / "report" / "report.md").read_text()

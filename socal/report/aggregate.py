@@ -22,6 +22,7 @@ from socal.config import NON_SEMANTIC_KEYS
 from socal.errors import UserError
 from socal.monitor import maximised
 from socal.report.compare import paired_tests
+from socal.report.intervals import percentile_interval, resample_weights, weighted_classification
 from socal.report.run_results import baseline_thresholds, published_results
 from socal.report.runs import Run
 
@@ -118,6 +119,31 @@ def pooling_problem(group: Group) -> Optional[str]:
     return None
 
 
+def fold_mean_auroc(pooled: pd.DataFrame, fold: np.ndarray, settings: Any) -> dict:
+    """The mean of the folds' AUROCs, each fold's model ranking only its own test trials, with
+    a surgeon bootstrap stratified by fold (every resample redraws each fold's surgeons within
+    that fold; resamples where a fold has one class are left out)."""
+    per_fold = []
+    for i, value in enumerate(np.unique(fold)):
+        rows = pooled[fold == value]
+        w = np.ones((1, len(rows)))
+        if settings.bootstrap > 0:
+            draws = resample_weights(
+                rows["participant"].to_numpy(), settings.bootstrap, settings.seed + i
+            )
+            w = np.vstack([w, draws])
+        scored = weighted_classification(
+            w, rows["label"].to_numpy(), rows["probability"].to_numpy(), 0.5
+        )
+        per_fold.append(scored["auroc"])
+    means = np.mean(per_fold, axis=0)
+    return {
+        "value": float(means[0]),
+        "ci": percentile_interval(means[1:], settings.confidence) if len(means) > 1 else None,
+        "folds": len(per_fold),
+    }
+
+
 def pool(group: Group, settings: Any) -> None:
     """Score the group's out-of-fold test predictions together (k-fold groups only)."""
     if any(run.config.get("split.strategy") != "kfold" for run in group.runs):
@@ -144,6 +170,10 @@ def pool(group: Group, settings: Any) -> None:
         group.task, pooled, pooled["threshold"].to_numpy(), settings, cuts
     )
     group.pooled_test = pooled
+    if group.task == "classification":
+        fold = np.repeat([r.config.get("split.fold", i) for i, r in enumerate(group.runs)],
+                         [len(t) for t in tests])  # fmt: skip
+        group.pooled["fold_mean_auroc"] = fold_mean_auroc(pooled, fold, settings)
     folds = sorted(int(run.config.get("split.fold", -1)) for run in group.runs)
     of_folds = int(group.runs[0].config.get("split.folds", len(folds)))
     split = group.runs[0].split

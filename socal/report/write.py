@@ -117,6 +117,14 @@ def _group_lines(group: Group, rank: int) -> list[str]:
         "validation threshold.",
         "",
     ]
+    if pooled.get("fold_mean_auroc"):
+        headline_auroc = pooled["fold_mean_auroc"]
+        lines += [
+            f"Headline AUROC, the mean of the {headline_auroc['folds']} folds' AUROCs: "
+            f"{_num(headline_auroc['value'])} {_ci(headline_auroc['ci'])} (surgeon bootstrap "
+            "stratified by fold); the pooled AUROC below ranks all folds' trials together.",
+            "",
+        ]
     baselines = list(pooled["baselines"])
     lines.append(
         "| test metric | mean ± sd over folds | pooled | 95% CI | exact 95% CI | "
@@ -156,15 +164,24 @@ def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
         "",
     ]
     headline = HEADLINE[task]
+    fold_mean = task == "classification" and any(g.pooled for g in groups)
     lines.append(
         f"| # | group | runs | {monitor} (val) | "
+        + ("fold-mean auroc [95% CI] | " if fold_mean else "")
         + " | ".join(f"test {m} mean ± sd | pooled {m} [95% CI]" for m in headline)
         + " |"
     )
-    lines.append("|---" * (4 + 2 * len(headline)) + "|")
+    lines.append("|---" * (4 + fold_mean + 2 * len(headline)) + "|")
     for rank, group in enumerate(groups, 1):
         stats = summary(group)
         cells = []
+        if fold_mean:
+            headline_auroc = (group.pooled or {}).get("fold_mean_auroc")
+            cells.append(
+                f"{_num(headline_auroc['value'])} {_ci(headline_auroc['ci'])}"
+                if headline_auroc
+                else ""
+            )
         for m in headline:
             cells.append(f"{_num(stats['mean'].get(m))} ± {_num(stats['sd'].get(m))}")
             if group.pooled:
@@ -201,6 +218,15 @@ def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
             f"| {number(c['auroc_delong']['p'])} | {number(c['auroc_clustered_delong']['p'])} "
             f"| {number(c['accuracy_mcnemar']['p'])} |"
             for c in comparisons
+        ]
+    if fold_mean:
+        lines += [
+            "",
+            "Headline AUROC: the mean of the folds' AUROCs (each fold's model ranks its own test "
+            "trials), 95% surgeon bootstrap stratified by fold. The pooled AUROC ranks trials "
+            "across differently calibrated fold models: it measures one ranking the folds never "
+            "made together, and can be lower. Thresholded metrics are pooled (each fold at its "
+            "own validation threshold).",
         ]
     lines += ["", "## Groups", ""]
     for rank, group in enumerate(groups, 1):
