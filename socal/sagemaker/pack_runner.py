@@ -102,7 +102,7 @@ class PackRunner:
         failure = Path(env["SM_OUTPUT_FAILURE"])
         if returncode == 0 and (self.checkpoints / run["folder"] / FINISHED).is_file():
             outcome["status"] = "done"
-        elif returncode == 0:
+        elif returncode == 0 or self.stopping.is_set():
             outcome["status"] = "stopped"  # saved a checkpoint on SIGTERM: resumed on restart
         else:
             reason = failure.read_text().strip() if failure.is_file() else ""
