@@ -173,3 +173,45 @@ def test_two_gpus_train_two_runs_at_once_each_pinned_with_half_the_cpus(
     assert runs[0]["started"] < runs[1]["ended"] and runs[1]["started"] < runs[0]["ended"]
     log = local.log_file.read_text()
     assert "run 0 started (GPU " in log and "run 1 started (GPU " in log
+
+
+def local_sweep(out: Path, extra: list[str]) -> None:
+    """A 5-fold demo sweep through launch.py on instance=local (the container chain)."""
+    result = subprocess.run(
+        [sys.executable, "launch.py", "-m", "instance=local", "experiment=demo",
+         "data.synthetic.trials=40", "split=kfold", "split.fold=0,1,2,3,4", "trainer.epochs=1",
+         "trainer.progress=false", "trainer.num_workers=0", *extra, f"hydra.sweep.dir={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "SOCAL_CACHE_DIR": str(out.parent / "cache")},
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+@pytest.mark.slow
+def test_one_packed_job_gives_the_report_of_five_separate_jobs(tmp_path: Path) -> None:
+    """``runs_per_job=all``: one job trains the five folds; the same seeds give the same
+    predictions and the same ``python -m socal.report`` table as five jobs."""
+    from socal.report.__main__ import main as report
+
+    local_sweep(tmp_path / "separate", [])
+    local_sweep(tmp_path / "packed", ["launch.runs_per_job=all"])
+    packed = tmp_path / "packed"
+    assert sorted(p.name for p in packed.glob("pack-*")) == ["pack-0"]  # one job
+    with (packed / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len({r["job_name"] for r in rows}) == 1
+    assert [(r["index"], r["status"], r["pack_run"]) for r in rows] == [
+        (str(i), "local-done", f"run-{i}") for i in range(5)
+    ]
+    tables = {}
+    for name in ("separate", "packed"):
+        report([str(tmp_path / name), "--out", str(tmp_path / f"{name}-report"), "--no-progress"])
+        table = pd.read_csv(tmp_path / f"{name}-report" / "summary.csv")
+        tables[name] = table.drop(columns="run").sort_values("split.fold").reset_index(drop=True)
+    pd.testing.assert_frame_equal(tables["separate"], tables["packed"])
+    for fold in range(5):
+        alone = pd.read_csv(
+            tmp_path / "separate" / str(fold) / "opt_ml/output/data/predictions.csv"
+        )
+        inside = pd.read_csv(packed / f"pack-0/opt_ml/output/data/run-{fold}/predictions.csv")
+        pd.testing.assert_frame_equal(alone, inside)
