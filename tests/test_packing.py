@@ -20,9 +20,10 @@ from hydra import compose, initialize_config_dir
 
 from socal.data.synthetic import SyntheticSpec, generate
 from socal.errors import UserError
+from socal.sagemaker import hyperparams, local_container, packing, source_archive
 from socal.sagemaker import job as sagemaker_job
-from socal.sagemaker import local_container, packing, source_archive
 from socal.sagemaker.launch_config import register
+from socal.sagemaker.pack_runner import PackRunner
 
 from support import CONF, REPO, TINY_JOB, local_plan, stop_process_1
 
@@ -83,6 +84,21 @@ def test_dry_run_packs_runs_into_jobs_with_one_row_per_run(tmp_path: Path) -> No
             manifest = json.load(tar.extractfile("socal_pack.json"))
         assert manifest["gpus"] == 4
         assert [r["hyperparameters"]["optimizer__lr"] for r in manifest["runs"]] == lrs
+
+
+def test_each_run_gets_its_gpu_its_cpu_share_its_folders_and_its_hyperparameters() -> None:
+    hps = {"optimizer__lr": "0.001", "trainer__num_workers": "10"}
+    manifest = {"gpus": 4, "runs": [{"index": 7, "folder": "run-7", "hyperparameters": hps}]}
+    env = {"SM_NUM_CPUS": "48", "SM_OUTPUT_DATA_DIR": "/o", "SM_MODEL_DIR": "/m"}
+    runner = PackRunner(manifest, {**env, "SOCAL_CHECKPOINT_DIR": "/c"})
+    got = runner.environment(manifest["runs"][0], 3)
+    assert got["CUDA_VISIBLE_DEVICES"] == "3" and got["OMP_NUM_THREADS"] == "12"
+    assert (got["SM_OUTPUT_DATA_DIR"], got["SM_MODEL_DIR"]) == ("/o/run-7", "/m/run-7")
+    assert got["SOCAL_CHECKPOINT_DIR"] == "/c/run-7"
+    assert hyperparams.received([], got["SM_HPS"]) == hps
+    assert "CUDA_VISIBLE_DEVICES" not in PackRunner({**manifest, "gpus": 0}, env).environment(
+        manifest["runs"][0], 0
+    )
 
 
 def packed_job(tmp_path: Path, runs: list[list[str]], common: list[str]) -> tuple:
