@@ -2,6 +2,7 @@
 
     python launch.py instance=g5_xlarge optimizer=sgd     # one job
     python launch.py -m optimizer.lr=1e-5,5e-5,1e-4       # one job per value, sweep.csv
+    python launch.py -m split=kfold split.fold=0,1,2,3,4 launch.runs_per_job=all   # one job
     python launch.py launch.dry_run=true                  # print the request, no AWS calls
     python launch.py instance=local experiment=demo       # the container contract, here
 
@@ -29,6 +30,8 @@ def main(cfg: DictConfig) -> None:
         where = launcher.context()
         # Everything from the config alone: limits, round trip, names, URIs, image.
         job = sagemaker_job.plan(cfg, where.choices, where.sweep_index, cfg.launch.dry_run)
+        if launcher.add_to_pack(cfg, where, job):  # launch.runs_per_job: several runs, one job
+            return
         # The source archive (size-checked) and the complete request, saved beside it.
         archive = source_archive.build(where.run_dir, job.requirements, cfg.sagemaker.max_source_mb)
         # Each saves the complete request beside the archive, with its checkpoint prefix.
@@ -43,4 +46,5 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     launcher.check_instance_argv(sys.argv)
     main()
+    launcher.flush_packs()  # a packed sweep: its last (or only) job
     sys.exit(launcher.exit_status())  # a sweep: how many jobs could not be submitted

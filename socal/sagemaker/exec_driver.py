@@ -6,8 +6,9 @@ a spot interruption or ``max_run`` goes to process 1, which has no handler, and 
 A job's source code therefore runs the command ``exec $SM_PYTHON_CMD -m
 socal.sagemaker.exec_driver``: ``sm_train.sh`` replaces itself by this module, which builds the
 driver's command with the driver's own functions (same arguments, same NCCL/EFA environment)
-and replaces itself by it. ``train.py`` (single process) or ``torchrun`` (which passes SIGTERM
-on to its workers) then is process 1 and receives the signal.
+and replaces itself by it (a packed job: by ``socal.sagemaker.pack_runner``, which passes
+SIGTERM on to its runs). ``train.py`` (single process) or ``torchrun`` (which passes SIGTERM on
+to its workers) then is process 1 and receives the signal.
 
 Standard library only: it runs before anything else on the instance.
 """
@@ -15,12 +16,15 @@ Standard library only: it runs before anything else on the instance.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 from pathlib import Path
 
 # What the job's SourceCode.command runs (sm_train.sh evaluates it, expanding $SM_PYTHON_CMD).
 COMMAND = "exec $SM_PYTHON_CMD -m socal.sagemaker.exec_driver"
+PACK_KEY = "socal_pack"  # socal.sagemaker.packing.PACK_KEY (this module imports nothing of socal)
+PACK_RUNNER = "socal.sagemaker.pack_runner"
 
 
 def driver_command() -> list[str]:
@@ -36,7 +40,9 @@ def driver_command() -> list[str]:
 
 
 def main() -> None:
-    command = driver_command()
+    # A packed job (socal.sagemaker.packing): its runs' trainer, in place of the driver's.
+    packed = PACK_KEY in json.loads(os.environ.get("SM_HPS") or "{}")
+    command = [sys.executable, "-m", PACK_RUNNER] if packed else driver_command()
     print(f"exec_driver: exec {' '.join(command[:2])} ...", flush=True)
     os.execvp(command[0], command)
 

@@ -28,6 +28,7 @@ MAX_BASE_NAME = 63 - 15  # v3 appends "-YYYYmmddHHMMSS" and cuts the name at 63 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 MAX_METRIC_DEFINITIONS = 40
+MAX_KEEP_ALIVE_MINUTES = 60  # CreateTrainingJob's KeepAlivePeriodInSeconds: 0 to 3600
 # Metric lines train.py logs, one per line: "[time][socal.training.engine][INFO] - val_loss=0.7868";
 # best_val_* is the early-stopping metric's best value, logged last (what a sweep optimises).
 METRIC_NAMES = (
@@ -100,10 +101,12 @@ class JobPlan:
     fresh: bool  # trainer.resume=false: a new checkpoint prefix for this launch
     metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)
     environment: dict[str, str] = field(default_factory=dict)
+    keep_alive_s: int = 0  # warm pool (sagemaker.keep_alive_minutes)
+    packed_runs: int = 0  # a packed job (socal.sagemaker.packing): one process per GPU, no torchrun
 
     @property
     def torchrun(self) -> bool:
-        return self.gpus > 1 or self.instance_count > 1
+        return not self.packed_runs and (self.gpus > 1 or self.instance_count > 1)
 
     def predicted_job_name(self) -> str:
         return f"{self.base_job_name}-{datetime.now():%Y%m%d%H%M%S}"
@@ -146,6 +149,13 @@ class JobPlan:
         stopping = {"MaxRuntimeInSeconds": self.max_run}
         if self.spot:
             stopping["MaxWaitTimeInSeconds"] = self.max_wait
+        resources = {
+            "InstanceType": self.instance_type,
+            "InstanceCount": self.instance_count,
+            "VolumeSizeInGB": self.volume_gb,
+        }
+        if self.keep_alive_s:
+            resources["KeepAlivePeriodInSeconds"] = self.keep_alive_s
         return {
             "TrainingJobName": job_name,
             "RoleArn": self.role,
@@ -163,11 +173,7 @@ class JobPlan:
             "HyperParameters": self.hyperparameters,
             "InputDataConfig": channels,
             "OutputDataConfig": {"S3OutputPath": self.output_uri},
-            "ResourceConfig": {
-                "InstanceType": self.instance_type,
-                "InstanceCount": self.instance_count,
-                "VolumeSizeInGB": self.volume_gb,
-            },
+            "ResourceConfig": resources,
             "StoppingCondition": stopping,
             "CheckpointConfig": {
                 "S3Uri": self.checkpoint_uri,
@@ -259,6 +265,7 @@ def plan(
             "with the sweep index"
         )
     max_wait = sm.max_wait if sm.max_wait is not None else 2 * sm.max_run
+    keep_alive_s = _keep_alive_seconds(sm)
     if sm.spot and max_wait <= sm.max_run:
         raise UserError(
             f"sagemaker.max_wait={max_wait} must exceed sagemaker.max_run="
@@ -302,7 +309,25 @@ def plan(
         fingerprint=fp,
         fresh=not cfg.trainer.resume,
         environment=environment,
+        keep_alive_s=keep_alive_s,
     )
+
+
+def _keep_alive_seconds(sm: DictConfig) -> int:
+    """``sagemaker.keep_alive_minutes`` as the request's KeepAlivePeriodInSeconds, checked as
+    SageMaker checks it (0 to 60 minutes; warm pools do not take managed spot)."""
+    minutes = sm.keep_alive_minutes
+    if not 0 <= minutes <= MAX_KEEP_ALIVE_MINUTES:
+        raise UserError(
+            f"sagemaker.keep_alive_minutes={minutes}: a warm pool is kept 0 to "
+            f"{MAX_KEEP_ALIVE_MINUTES} minutes"
+        )
+    if minutes and sm.spot:
+        raise UserError(
+            "sagemaker.keep_alive_minutes with sagemaker.spot=true: SageMaker keeps no warm pool "
+            "for managed spot jobs; drop one of them"
+        )
+    return minutes * 60
 
 
 def tracking_settings(cfg: DictConfig) -> tuple[dict[str, str], str]:

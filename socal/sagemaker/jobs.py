@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import logging
 import tarfile
 from pathlib import Path
@@ -26,9 +27,10 @@ from socal.config import CONF_DIR
 from socal.errors import UserError, exit_on_user_error
 from socal.sagemaker.job import split_s3
 from socal.sagemaker.launcher import MANIFEST, MANIFEST_COLUMNS
+from socal.sagemaker.packing import STATUS_FILE
 
 log = logging.getLogger("socal.jobs")
-NOT_ON_AWS = ("failed", "dry-run", "local-done", "local-failed")
+NOT_ON_AWS = ("failed", "dry-run", "local-done", "local-failed", "local-stopped")
 ARCHIVES = ("model_uri", "output_uri")
 
 
@@ -104,19 +106,47 @@ def refresh(sweep_dir: Path, sagemaker: Any) -> list[dict[str, str]]:
 
 
 def download(sweep_dir: Path, rows: list[dict[str, str]], s3: Any) -> list[Path]:
-    """Extract each completed job's model and output archives into ``sweep_dir/<index>/``."""
-    folders = []
+    """Extract each completed job's model and output archives into ``sweep_dir/<index>/``; a
+    packed job's run gets its own ``run-<index>/`` of them, and its own outcome in the row."""
+    folders, fetched = [], {}
     for row in rows:
         if row["status"] != "Completed":
             continue
-        folder = sweep_dir / row["index"]
+        folder, run = sweep_dir / row["index"], row.get("pack_run", "")
         for column in ARCHIVES:
-            bucket, key = split_s3(row[column])
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-                tar.extractall(folder, filter="data")
+            if row[column] not in fetched:
+                bucket, key = split_s3(row[column])
+                fetched[row[column]] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            with tarfile.open(fileobj=io.BytesIO(fetched[row[column]])) as tar:
+                tar.extractall(folder, members=_members(tar, run), filter="data")
+        if run:
+            row.update(_run_outcome(fetched[row["output_uri"]], run))
         folders.append(folder)
     return folders
+
+
+def _members(tar: tarfile.TarFile, run: str) -> list[tarfile.TarInfo]:
+    """Every member, or a packed run's only, with its ``run-<index>/`` folder taken off."""
+    if not run:
+        return tar.getmembers()
+    members = []
+    for member in tar.getmembers():
+        name = member.name.removeprefix("./")
+        if name.startswith(f"{run}/"):
+            members.append(member.replace(name=name[len(run) + 1 :]))
+    return members
+
+
+def _run_outcome(output_archive: bytes, run: str) -> dict[str, str]:
+    """A packed run that did not finish in a completed job: its status and reason."""
+    with tarfile.open(fileobj=io.BytesIO(output_archive)) as tar:
+        names = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+        member = names.get(STATUS_FILE)
+        runs = json.loads(tar.extractfile(member).read())["runs"] if member else []
+    for outcome in runs:
+        if outcome["folder"] == run and outcome["status"] != "done":
+            return {"status": f"run-{outcome['status']}", "reason": outcome.get("reason", "")}
+    return {}
 
 
 def table(rows: list[dict[str, str]]) -> str:

@@ -74,6 +74,9 @@ class SageMakerSettings:
     requirements: Optional[str] = "requirements/instance.txt"
     # Refuse to ship a source archive larger than this.
     max_source_mb: float = 5.0
+    # Warm pool: keep the instance this many minutes after the job (0 = off, at most 60; the
+    # kept instance is billed; not with spot). The next job of the same shape skips provisioning.
+    keep_alive_minutes: int = 0
 
 
 @dataclass
@@ -87,6 +90,9 @@ class LaunchOptions:
     check_data: bool = True
     # Relaunch a run whose checkpoints say it finished (it is tested and published again).
     force: bool = False
+    # launch.py -m: how many of the sweep's runs one training job trains ("all" or a number;
+    # 1 = one job per run). A packed job shares one data download and one environment install.
+    runs_per_job: str = "1"
 
 
 class TuningStrategy(str, Enum):

@@ -20,9 +20,10 @@ from omegaconf import DictConfig
 
 from socal.config import CONF_DIR
 from socal.errors import UserError
-from socal.sagemaker import checkpoints, local_container
+from socal.sagemaker import checkpoints, local_container, packing, source_archive
 from socal.sagemaker import submit as aws
 from socal.sagemaker.job import JobPlan
+from socal.sagemaker.launch_config import LOCAL_INSTANCE
 
 log = logging.getLogger("socal.launch")
 MANIFEST = "sweep.csv"
@@ -36,6 +37,8 @@ MANIFEST_COLUMNS = [
     "output_uri",
     "checkpoint_uri",
     "reason",
+    # A packed job's run: its folder in the job's outputs (socal.sagemaker.packing).
+    "pack_run",
     # Filled in by python -m socal.jobs from DescribeTrainingJob.
     "runtime_s",
     "billable_s",
@@ -45,6 +48,8 @@ MANIFEST_COLUMNS = [
 # Sweep indices whose job could not be submitted, in this process (Hydra's basic launcher runs
 # every job of a multirun here).
 FAILED: list[int] = []
+# launch.runs_per_job != 1 in a multirun: the sweep's open pack.
+PACKING: Optional[packing.Packing] = None
 
 
 @dataclass
@@ -54,6 +59,7 @@ class LaunchContext:
     overrides: list[str]
     sweep_dir: Optional[Path]  # set in multirun
     sweep_index: Optional[int]
+    pack: Optional[packing.Pack] = None  # a packed job: its runs get the sweep.csv rows
 
 
 def context() -> LaunchContext:
@@ -111,7 +117,8 @@ def run_locally(cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Pa
     name = save_request(job, where, job.predicted_job_name())["TrainingJobName"]
     run = local_container.run(job, archive, local_data(cfg), where.run_dir / "opt_ml", name)
     status = "local-failed" if run.returncode else "local-done"
-    record(where, job, name, status, str(run.model_dir))
+    outcomes = packing.outcomes(run.output_dir) if where.pack else {}
+    record(where, job, name, status, str(run.model_dir), outcomes=outcomes)
     if run.returncode:
         raise UserError(f"the local job failed: {run.failure or 'see the log above'}")
 
@@ -127,7 +134,9 @@ def submit(cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path) -
         job = checkpoints.bind(job, checkpoints.code_digest(archive), data, job.fresh)
         checkpoints.check(s3, job, cfg.launch.force)
         name = save_request(job, where, name)["TrainingJobName"]
-        blocking = cfg.launch.wait and where.sweep_index is None  # a sweep never blocks
+        # A sweep never blocks, except with a warm pool: the next job reuses the instance only
+        # once this one has ended.
+        blocking = cfg.launch.wait and (where.sweep_index is None or job.keep_alive_s > 0)
         name = aws.submit(job, archive, wait=blocking, logs=cfg.launch.logs)
     except Exception as err:
         reason = str(err) if isinstance(err, UserError) else aws.failure_reason(err)
@@ -138,7 +147,7 @@ def submit(cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path) -
         reason = " ".join(reason.split())
         log.error("error: sweep job %d (%s) not submitted: %s", where.sweep_index,
                   " ".join(where.overrides), reason)  # fmt: skip
-        FAILED.append(where.sweep_index)
+        FAILED.extend([r.index for r in where.pack.runs] if where.pack else [where.sweep_index])
         record(where, job, name, "failed", reason=reason)
         return
     record(where, job, name, "submitted")
@@ -161,32 +170,101 @@ def record(
     status: str,
     model_uri: Optional[str] = None,
     reason: str = "",
+    outcomes: Optional[dict[int, tuple[str, str]]] = None,
 ) -> None:
-    """Log where the results land; in a multirun, add the job's row to sweep.csv."""
+    """Log where the results land; in a multirun, add the job's row to sweep.csv (a packed job:
+    one row per run, with the run's own status and reason from ``outcomes`` where known)."""
     log.info("%s: %s", status, job_name)
     log.info("model:       %s", model_uri or job.model_uri(job_name))
     log.info("checkpoints: %s", job.checkpoint_uri)
     if where.sweep_dir is None:
         return
+    row = {
+        "index": where.sweep_index,
+        "job_name": job_name,
+        "status": status,
+        "overrides": " ".join(where.overrides),
+        "fingerprint": job.fingerprint,
+        "model_uri": model_uri or job.model_uri(job_name),
+        "output_uri": f"{job.output_uri}/{job_name}/output/output.tar.gz",
+        "checkpoint_uri": job.checkpoint_uri,
+        "reason": reason,
+    }
+    rows = [row]
+    if where.pack is not None:
+        outcomes = outcomes or {}
+        rows = []
+        for run in where.pack.runs:
+            folder = packing.run_folder(run.index)
+            run_status, run_reason = outcomes.get(run.index, (status, reason))
+            if run_status == "failed":
+                log.error("error: sweep run %d (%s) failed: %s", run.index,
+                          " ".join(run.overrides), run_reason)  # fmt: skip
+            rows.append(
+                {
+                    **row,
+                    "index": run.index,
+                    "status": f"local-{run_status}" if run.index in outcomes else status,
+                    "overrides": " ".join(run.overrides),
+                    "fingerprint": run.fingerprint,
+                    "model_uri": f"{model_uri}/{folder}" if model_uri else row["model_uri"],
+                    "checkpoint_uri": f"{job.checkpoint_uri}/{folder}",
+                    "reason": run_reason,
+                    "pack_run": folder,
+                }
+            )
     path = where.sweep_dir / MANIFEST
     new = not path.exists()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, MANIFEST_COLUMNS)
         if new:
             writer.writeheader()
-        writer.writerow(
-            {
-                "index": where.sweep_index,
-                "job_name": job_name,
-                "status": status,
-                "overrides": " ".join(where.overrides),
-                "fingerprint": job.fingerprint,
-                "model_uri": model_uri or job.model_uri(job_name),
-                "output_uri": f"{job.output_uri}/{job_name}/output/output.tar.gz",
-                "checkpoint_uri": job.checkpoint_uri,
-                "reason": reason,
-            }
-        )
+        writer.writerows(rows)
+
+
+def add_to_pack(cfg: DictConfig, where: LaunchContext, job: JobPlan) -> bool:
+    """A multirun with ``launch.runs_per_job`` other than 1: this run joins the open pack (a
+    full pack is launched now) and True is returned; otherwise False (one job per run)."""
+    global PACKING
+    size = packing.runs_per_job(cfg.launch.runs_per_job)
+    if where.sweep_dir is None or where.sweep_index is None or size == 1:
+        return False
+    if PACKING is None:
+        PACKING = packing.Packing(size)
+    full = PACKING.add(cfg, where.sweep_dir, where.sweep_index, where.overrides, job)
+    if full is not None:
+        launch_pack(full)
+    return True
+
+
+def flush_packs() -> None:
+    """At the end of a sweep: launch the pack that is not full (``runs_per_job=all``: all)."""
+    pack = PACKING.take() if PACKING is not None else None
+    if pack is not None:
+        from socal.errors import exit_on_user_error
+
+        with exit_on_user_error():
+            launch_pack(pack)
+
+
+def launch_pack(pack: packing.Pack) -> None:
+    """One training job for the runs of ``pack``, from ``sweep/pack-<first index>/``."""
+    cfg = pack.cfg
+    job = pack.job(cfg.sagemaker.base_job_name)
+    where = LaunchContext(pack.folder, {}, [], pack.sweep_dir, pack.first, pack)
+    log.info("packing sweep runs %s into one job", ", ".join(str(r.index) for r in pack.runs))
+    archive = source_archive.build(
+        pack.folder,
+        job.requirements,
+        cfg.sagemaker.max_source_mb,
+        extra=packing.write_manifest(pack),
+    )
+    if cfg.launch.dry_run:
+        dry_run(where, job, archive)
+    elif cfg.instance.type == LOCAL_INSTANCE:
+        run_locally(cfg, where, job, archive)
+    else:
+        submit(cfg, where, job, archive)
 
 
 def local_data(cfg: DictConfig) -> Path:

@@ -53,12 +53,15 @@ def build(
     max_mb: float,
     root: Path = PROJECT_ROOT,
     root_requirements: bool = False,
+    extra: Optional[dict[str, bytes]] = None,
 ) -> Path:
     """Write ``dest_dir/sourcedir.tar.gz``; refuse it above ``max_mb`` megabytes.
 
-    ``root_requirements``: also ship the requirements as ``requirements.txt`` (tuning jobs).
+    ``root_requirements``: also ship the requirements as ``requirements.txt`` (tuning jobs);
+    ``extra``: more files by archive path (a packed job's ``socal_pack.json``).
     """
     entries = {rel: (root / rel).read_bytes() for rel in shipped_files(root, requirements)}
+    entries.update(extra or {})
     if root_requirements and requirements is not None:
         entries[ROOT_REQUIREMENTS] = (root / requirements).read_bytes()
     buffer = io.BytesIO()

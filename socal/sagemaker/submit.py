@@ -140,6 +140,7 @@ def model_trainer(job: JobPlan, source_dir: str, local_root: Optional[Path] = No
             instance_count=job.instance_count,
             volume_size_in_gb=job.volume_gb,
             enable_managed_spot_training=job.spot,
+            keep_alive_period_in_seconds=job.keep_alive_s or None,
         ),
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=job.max_run, max_wait_time_in_seconds=job.max_wait
