@@ -75,6 +75,7 @@ class Device(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "32"
     bf16 = "bf16"
     fp16_mixed = "16-mixed"
@@ -188,7 +189,7 @@ class TrainerConfig:
     seed: int = 0
     device: Device = Device.auto
     # "32", "bf16" or "16-mixed" (a str: OmegaConf enums take member names, not these values).
-    precision: str = "32"
+    precision: str = "auto"
     grad_accum_steps: int = 1
     grad_clip: Optional[float] = 1.0
     # Overrides the model's hidden and attention dropout when set.

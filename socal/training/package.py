@@ -28,7 +28,8 @@ from socal.data.dataset import ClipDataset
 from socal.data.index import Trial
 from socal.errors import UserError
 from socal.training.engine import Engine, Predictions
-from socal.training.runtime import resolve_device, resolve_precision
+from socal.training.precision import resolve_precision
+from socal.training.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -41,10 +41,10 @@ from socal.training.interrupt import StopSignal
 from socal.training.metrics import baseline_outputs, results_table, task_metrics
 from socal.training.model import build_model
 from socal.training.optim import build_optimizer, build_scheduler
+from socal.training.precision import resolve_precision
 from socal.training.runtime import (
     installed_versions,
     resolve_device,
-    resolve_precision,
     seed_everything,
 )
 from socal.training.weighting import positive_weight

@@ -1,4 +1,4 @@
-"""Device, precision and seeding: settings that cannot work here are replaced, and said so."""
+"""Device, autocast and seeding: settings that cannot work here are replaced, and said so."""
 
 from __future__ import annotations
 
@@ -24,18 +24,6 @@ def resolve_device(device: Device | str) -> torch.device:
     if device is Device.auto:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device.value)
-
-
-def resolve_precision(precision: Precision | str, device: torch.device) -> Precision:
-    """The nearest precision that works on ``device``: fp16 needs a GPU, bf16 an Ampere one."""
-    precision = Precision(precision)
-    if precision is Precision.fp16_mixed and device.type != "cuda":
-        log.warning("trainer.precision=16-mixed needs a GPU: using 32 on %s", device)
-        return Precision.fp32
-    if precision is Precision.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        log.warning("trainer.precision=bf16 is not supported by this GPU: using 16-mixed")
-        return Precision.fp16_mixed
-    return precision
 
 
 def autocast(precision: Precision, device: torch.device) -> AbstractContextManager:
