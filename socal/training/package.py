@@ -27,6 +27,7 @@ from socal.config import Precision, TrainConfig, fingerprint
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial
 from socal.errors import UserError
+from socal.models import VideoModel, family_of
 from socal.training.engine import Engine, Predictions
 from socal.training.runtime import resolve_device, resolve_precision
 
@@ -64,7 +65,7 @@ def save(
 ) -> Path:
     """Write the package of a finished run (``model``: its best weights) to ``directory``."""
     with _quiet():
-        model.save_pretrained(directory)
+        model.net.save_pretrained(directory)
     info = {
         "format": FORMAT,
         "task": result["task"],
@@ -99,7 +100,7 @@ class Predictor:
 
     @property
     def task(self) -> str:
-        return self.engine.task
+        return self.engine.task.name
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> Predictor:
@@ -109,7 +110,9 @@ class Predictor:
             raise UserError(f"{directory / INFO_FILE}: unknown package format {info.get('format')}")
         config = OmegaConf.merge(OmegaConf.structured(TrainConfig), info["config"])
         with _quiet():
-            model = VideoMAEForVideoClassification.from_pretrained(directory)
+            net = VideoMAEForVideoClassification.from_pretrained(directory)
+        family = family_of(config.model)
+        model = VideoModel(family, net, family.spec(config.model))
         torch_device = resolve_device(device)
         precision = resolve_precision(Precision(config.trainer.precision), torch_device)
         engine = Engine(
@@ -138,6 +141,6 @@ class Predictor:
         data = OmegaConf.merge(
             self.config.data, {"root": str(root), "cache": cache, "cache_dir": None}
         )
-        image_size = self.engine.module.config.image_size
+        image_size = self.engine.module.spec.image_size
         dataset = ClipDataset(trials, data, image_size, False, self.config.trainer.seed)
         return self.engine.predict(DataLoader(dataset, batch_size=batch_size, **(loader or {})))

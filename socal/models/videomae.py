@@ -1,4 +1,4 @@
-"""Build the VideoMAE classifier: from the hub, from a local folder, or randomly initialised.
+"""The ``videomae`` family: from the hub, from a local folder, or randomly initialised.
 
 Every option gets the head of the VideoMAE fine-tuning recipe: the mean of all patch tokens,
 ``fc_norm``, then one linear output. A self-supervised checkpoint such as
@@ -13,17 +13,72 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+import torch
+from omegaconf import DictConfig
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
-from socal.config import ModelConfig
+from socal.config import Normalization
 from socal.errors import UserError
+from socal.models.spec import Family, FamilySpec, FrameRule, LayerGroup, Layout
 
 log = logging.getLogger(__name__)
 HEAD = ("fc_norm.", "classifier.")  # what is new in a model loaded from an encoder checkpoint
 
 
-def build_model(
-    cfg: ModelConfig, num_frames: int, dropout: Optional[float] = None
+class VideoMAE(Family):
+    name = "videomae"
+
+    def spec(self, cfg: DictConfig) -> FamilySpec:
+        tubelet = cfg.arch.tubelet_size or (
+            _hub_config(cfg.source).tubelet_size if cfg.source else VideoMAEConfig().tubelet_size
+        )
+        return FamilySpec(
+            layout=Layout.BTCHW,
+            image_size=_image_size(cfg),
+            frames=FrameRule(multiple_of=int(tubelet)),
+            normalization=Normalization.imagenet,  # what the MCG-NJU checkpoints were trained on
+            gradient_checkpointing=True,
+        )
+
+    def build(
+        self, cfg: DictConfig, num_frames: int, dropout: Optional[float]
+    ) -> VideoMAEForVideoClassification:
+        return build_videomae(cfg, num_frames, dropout)
+
+    def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        return net(pixel_values=clips).logits.squeeze(-1)
+
+    def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
+        encoder = net.videomae
+        layers = list(encoder.encoder.layer)
+        groups = [LayerGroup("embeddings", list(encoder.embeddings.parameters()), 0)]
+        groups += [
+            LayerGroup(f"layer.{i}", list(layer.parameters()), i + 1)
+            for i, layer in enumerate(layers)
+        ]
+        head = [p for m in (net.fc_norm, net.classifier) if m is not None for p in m.parameters()]
+        if encoder.layernorm is not None:
+            head += list(encoder.layernorm.parameters())
+        return groups + [LayerGroup("head", head, len(layers) + 1)]
+
+
+def _hub_config(source: str) -> VideoMAEConfig:
+    try:
+        return VideoMAEConfig.from_pretrained(source)
+    except OSError:
+        log.warning("cannot read %s's config: assuming VideoMAE-base's", source)
+        return VideoMAEConfig()
+
+
+def _image_size(cfg: DictConfig) -> int:
+    """The frame size the option takes, without building it (224 for the hub VideoMAEs)."""
+    if cfg.arch.image_size:
+        return int(cfg.arch.image_size)
+    return int((_hub_config(cfg.source) if cfg.source else VideoMAEConfig()).image_size)
+
+
+def build_videomae(
+    cfg: DictConfig, num_frames: int, dropout: Optional[float] = None
 ) -> VideoMAEForVideoClassification:
     """A VideoMAE with one output (a logit for success, or a value for regression).
 
