@@ -12,9 +12,10 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from socal.models.spec import Family, FamilySpec, VideoModel
+from socal.models.spec import Family, FamilySpec, VideoModel, spec_from_dict, spec_to_dict
 from socal.models.videomae import VideoMAE
 
+__all__ = ["FAMILIES", "build_model", "family_of", "model_spec", "spec_from_dict", "spec_to_dict"]
 FAMILIES: dict[str, Family] = {family.name: family for family in (VideoMAE(),)}
 
 

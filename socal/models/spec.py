@@ -11,13 +11,14 @@ groups, and adapts the engine's float clips ``(B, T, C, H, W)`` to its own layou
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import ClassVar, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from socal.config import Normalization
 from socal.errors import UserError
@@ -58,6 +59,21 @@ class FamilySpec:
     gradient_checkpointing: bool
 
 
+def spec_to_dict(spec: FamilySpec) -> dict:
+    """JSON-ready (a model package's socal.json)."""
+    return json.loads(json.dumps(asdict(spec), default=lambda value: value.value))
+
+
+def spec_from_dict(data: dict) -> FamilySpec:
+    return FamilySpec(
+        layout=Layout(data["layout"]),
+        image_size=int(data["image_size"]),
+        frames=FrameRule(**data["frames"]),
+        normalization=Normalization(data["normalization"]),
+        gradient_checkpointing=bool(data["gradient_checkpointing"]),
+    )
+
+
 @dataclass
 class LayerGroup:
     """Parameters at one depth: 0 is the input (embeddings), the largest depth the head."""
@@ -87,6 +103,15 @@ class Family(ABC):
     @abstractmethod
     def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
         """Every trainable parameter once, by depth (layer-wise learning rates, freezing)."""
+
+    def architecture(self, net: torch.nn.Module) -> dict:
+        """What a model package needs beyond the option to rebuild ``net`` offline (a hub
+        model's config); the option's own settings are enough for most families."""
+        return {}
+
+    def rebuild(self, cfg: DictConfig, architecture: dict, num_frames: int) -> torch.nn.Module:
+        """An untrained ``net`` of the packaged shape, for its saved weights (no download)."""
+        return self.build(OmegaConf.merge(cfg, {"source": None}), num_frames, None)
 
 
 class VideoModel(torch.nn.Module):

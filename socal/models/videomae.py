@@ -19,7 +19,7 @@ from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
 from socal.config import Normalization
 from socal.errors import UserError
-from socal.models.spec import Family, FamilySpec, FrameRule, LayerGroup, Layout
+from socal.models.spec import Family, FamilySpec, FrameRule, LayerGroup, Layout, VideoModel
 
 log = logging.getLogger(__name__)
 HEAD = ("fc_norm.", "classifier.")  # what is new in a model loaded from an encoder checkpoint
@@ -60,6 +60,25 @@ class VideoMAE(Family):
         if encoder.layernorm is not None:
             head += list(encoder.layernorm.parameters())
         return groups + [LayerGroup("head", head, len(layers) + 1)]
+
+    def architecture(self, net: torch.nn.Module) -> dict:
+        return net.config.to_dict()
+
+    def rebuild(self, cfg: DictConfig, architecture: dict, num_frames: int) -> torch.nn.Module:
+        return VideoMAEForVideoClassification(VideoMAEConfig.from_dict(architecture))
+
+
+def load_format1(directory: Path) -> VideoModel:
+    """A package written before the model seam: a VideoMAE ``save_pretrained`` folder."""
+    net = VideoMAEForVideoClassification.from_pretrained(directory)
+    spec = FamilySpec(
+        layout=Layout.BTCHW,
+        image_size=int(net.config.image_size),
+        frames=FrameRule(multiple_of=int(net.config.tubelet_size)),
+        normalization=Normalization.imagenet,
+        gradient_checkpointing=True,
+    )
+    return VideoModel(VideoMAE(), net, spec)
 
 
 def _hub_config(source: str) -> VideoMAEConfig:
