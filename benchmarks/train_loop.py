@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from socal.config import ModelConfig, Precision, TrainerConfig, VideoMAEArch
+from socal.config import Precision, TrainerConfig, VideoMAEArch, VideoMAEModelConfig
+from socal.models import build_model
 from socal.training.engine import Engine
-from socal.training.model import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ def _batches(n: int, batch: int, frames: int, size: int) -> list[dict]:
 def _model_and_optimizer(frames: int, size: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     arch = VideoMAEArch(64, 2, 2, 128, size, 16, 2)
-    model = build_model(OmegaConf.structured(ModelConfig(arch=arch)), frames)
+    model = build_model(OmegaConf.structured(VideoMAEModelConfig(arch=arch)), frames)
     return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
 
 
@@ -51,7 +51,7 @@ def bare_steps_per_second(batches: list[dict], frames: int, size: int) -> float:
     model.train()
     start = time.perf_counter()
     for batch in batches:
-        logits = model(pixel_values=batch["pixel_values"]).logits.squeeze(-1)
+        logits = model(batch["pixel_values"])
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

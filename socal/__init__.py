@@ -1,9 +1,10 @@
-"""socal: VideoMAE experiments on SOCAL surgical video, locally or on Amazon SageMaker.
+"""socal: video-classifier experiments on SOCAL surgical video, locally or on Amazon SageMaker.
 
 Layers, bottom up (checked by the import-linter contracts in ``pyproject.toml``):
 
 - ``socal.config``, ``socal.errors``, ``socal.monitor``: the shared base (config schemas,
   one-line user errors, the monitored metrics and their direction).
+- ``socal.models``: model families behind one seam (``socal.models.spec``), and their registry.
 - ``socal.data``: reading, checking, caching and splitting SOCAL; clips and augmentation.
 - ``socal.report``: statistics, plots and the report across runs; torch-free, used by training.
 - ``socal.training``: model, optimisation loop, checkpoints, metrics, one run end to end.

@@ -105,11 +105,20 @@ class VideoMAEArch:
 
 @dataclass
 class ModelConfig:
-    # Hub id (``MCG-NJU/videomae-base``) or a local directory saved with ``save_pretrained``;
-    # null builds a randomly initialised model from ``arch`` (no download).
+    """What every family's option has (``model.family`` names the family, socal.models)."""
+
+    family: str = MISSING
+    # Where the pretrained weights come from: a hub id or a library weights name, a local
+    # ``save_pretrained`` directory, or a weights file as the family's library saves it;
+    # null builds a randomly initialised model from the option's ``arch`` (no download).
     source: Optional[str] = None
-    arch: VideoMAEArch = field(default_factory=VideoMAEArch)
     gradient_checkpointing: bool = False
+
+
+@dataclass
+class VideoMAEModelConfig(ModelConfig):
+    family: str = "videomae"
+    arch: VideoMAEArch = field(default_factory=VideoMAEArch)
 
 
 @dataclass
@@ -282,7 +291,8 @@ class TrackingConfig:
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = MISSING
+    # Its shape differs per family; each option carries its family's schema (MODEL_SCHEMAS).
+    model: Any = MISSING
     data: DataConfig = MISSING
     split: SplitConfig = MISSING
     trainer: TrainerConfig = MISSING
@@ -320,7 +330,10 @@ class PredictConfig:
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
 
+# model.family -> its schema (conf/model/*.yaml name it in their defaults list).
+MODEL_SCHEMAS: dict[str, type] = {"videomae": VideoMAEModelConfig}
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "model": MODEL_SCHEMAS,
     "optimizer": {"adamw": AdamWConfig, "sgd": SGDConfig},
     "scheduler": {"plateau": PlateauConfig, "cosine": CosineConfig, "none": NoSchedulerConfig},
 }

@@ -130,7 +130,6 @@ def test_local_job_rebuilds_the_sent_config_and_trains(
     assert job.returncode == 0, job.failure
     assert sorted(p.name for p in job.model_dir.iterdir()) == [
         "code",
-        "config.json",
         "config.yaml",
         "metrics.json",
         "model.safetensors",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,15 +26,15 @@ FEATURES = 6
 
 
 class Linear(torch.nn.Module):
-    """Stands in for VideoMAE: the engine only needs ``model(pixel_values=...).logits``."""
+    """Stands in for a VideoModel: the engine only needs ``model(clips) -> (B,)`` outputs."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.fc = torch.nn.Linear(FEATURES, 1)
 
-    def forward(self, pixel_values: torch.Tensor) -> SimpleNamespace:
-        return SimpleNamespace(logits=self.fc(pixel_values.flatten(1)))
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.fc(clips.flatten(1)).squeeze(-1)
 
 
 def samples(n: int) -> list[dict]:
@@ -75,7 +74,7 @@ def one_big_batch_step(data: list[dict], lr: float = 0.1) -> torch.Tensor:
     model = Linear()
     x = torch.stack([d["pixel_values"] for d in data])
     y = torch.tensor([d["label"] for d in data])
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).logits.squeeze(-1), y)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
     loss.backward()
     with torch.no_grad():
         return torch.cat([(p - lr * p.grad).flatten() for p in model.parameters()])
@@ -100,16 +99,16 @@ def test_accumulated_steps_equal_one_big_batch_of_the_samples_they_saw(tmp_path:
     manual = Linear()
     torch.nn.utils.vector_to_parameters(first, manual.parameters())
     x, y = data[6]["pixel_values"][None], torch.tensor([data[6]["label"]])
-    torch.nn.functional.binary_cross_entropy_with_logits(manual(x).logits.squeeze(-1), y).backward()
+    torch.nn.functional.binary_cross_entropy_with_logits(manual(x), y).backward()
     expected = torch.cat([(p - 0.1 * p.grad).flatten() for p in manual.parameters()])
     assert torch.allclose(weights(e), expected.detach(), atol=1e-6)
 
 
 def test_pos_weight_scales_the_success_class_loss(tmp_path: Path) -> None:
     e = engine(tmp_path, pos_weight=3.0)
-    out, labels = torch.tensor([[0.3], [-1.2]]), torch.tensor([1.0, 0.0])
-    expected = torch.stack([3 * torch.nn.functional.softplus(-out[0, 0]),
-                            torch.nn.functional.softplus(out[1, 0])])  # fmt: skip
+    out, labels = torch.tensor([0.3, -1.2]), torch.tensor([1.0, 0.0])
+    expected = torch.stack([3 * torch.nn.functional.softplus(-out[0]),
+                            torch.nn.functional.softplus(out[1])])  # fmt: skip
     assert torch.allclose(e._loss(out, labels), expected)
 
 

@@ -16,9 +16,9 @@ from transformers import (
     ViTModel,
 )
 
-from socal.config import ModelConfig, VideoMAEArch
+from socal.config import VideoMAEArch, VideoMAEModelConfig
 from socal.errors import UserError
-from socal.training.model import build_model
+from socal.models.videomae import build_videomae as build_model
 
 ARCH = {
     "hidden_size": 32,
@@ -30,8 +30,8 @@ ARCH = {
 TINY = {**ARCH, "num_frames": 4}
 
 
-def model_config(**kwargs: object) -> ModelConfig:
-    return OmegaConf.structured(ModelConfig(**kwargs))
+def model_config(**kwargs: object) -> VideoMAEModelConfig:
+    return OmegaConf.structured(VideoMAEModelConfig(**kwargs))
 
 
 def clip(batch: int = 2) -> torch.Tensor:
@@ -62,7 +62,7 @@ def test_a_pretraining_checkpoint_loads_its_encoder_and_classifies_from_the_mean
     pretraining_checkpoint: tuple[Path, dict], caplog: pytest.LogCaptureFixture
 ) -> None:
     path, saved = pretraining_checkpoint
-    with caplog.at_level(logging.INFO, logger="socal.training.model"):
+    with caplog.at_level(logging.INFO, logger="socal.models.videomae"):
         model = build_model(model_config(source=str(path)), num_frames=4).eval()
     assert model.config.use_mean_pooling and model.fc_norm is not None
     loaded = model.videomae.state_dict()

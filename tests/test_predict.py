@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from socal.sagemaker.container import write_model_dir
@@ -88,6 +89,28 @@ def test_new_unlabelled_trials_get_the_runs_own_predictions(
     assert_reproduces(predicted, expected)
 
 
+def format1_copy(package: Path, dest: Path) -> Path:
+    """The package as socal wrote it before the model seam: a VideoMAE save_pretrained folder."""
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+    info = json.loads((package / "socal.json").read_text())
+    net = VideoMAEForVideoClassification(VideoMAEConfig.from_dict(info.pop("architecture")))
+    weights = load_file(package / "model.safetensors")
+    net.load_state_dict(weights)
+    net.save_pretrained(dest)
+    del info["family"], info["spec"], info["config"]["model"]["family"]
+    (dest / "socal.json").write_text(json.dumps({**info, "format": 1}))
+    return dest
+
+
+def test_a_format_1_package_still_predicts_the_same(
+    tmp_path: Path, run_dir: Path, data_root: Path
+) -> None:
+    package = format1_copy(run_dir / "model", tmp_path / "format1")
+    predict(tmp_path / "out", f"run={package}", f"data.root={data_root}")
+    assert_reproduces(pd.read_csv(tmp_path / "out" / "predictions.csv"), expected_rows(run_dir))
+
+
 def test_labelled_trials_also_get_metrics(tmp_path: Path, run_dir: Path, data_root: Path) -> None:
     predict(tmp_path / "out", f"run={run_dir}", f"data.root={data_root}")
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
@@ -157,7 +180,7 @@ def test_the_archive_serves_as_a_sagemaker_endpoint(
     model_dir = tmp_path / "opt_ml_model"
     with tarfile.open(model_archive) as tar:
         tar.extractall(model_dir, filter="data")
-    assert {"config.json", "model.safetensors", "socal.json", "config.yaml", "metrics.json"} <= {
+    assert {"model.safetensors", "socal.json", "config.yaml", "metrics.json"} <= {
         p.name for p in model_dir.iterdir()
     }
     assert (model_dir / "code" / "requirements.txt").is_file()

@@ -114,7 +114,7 @@ def test_a_run_logs_params_epochs_results_artifacts_and_the_model(
     expected = {"config.yaml", "history.csv", "predictions.csv", "metrics.json", "split.csv"}
     assert expected | {"train.log", "model"} <= names
     model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert {"model/config.json", "model/model.safetensors", "model/socal.json"} <= model
+    assert {"model/model.safetensors", "model/socal.json"} <= model
     downloaded = Path(client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path)))
     assert downloaded.read_text() == (run_dir / "metrics.json").read_text()
 

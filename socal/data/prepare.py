@@ -13,36 +13,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from socal.config import ModelConfig, compose_train
+from socal.config import compose_train
 from socal.data.check import checked_trials
 from socal.data.frame_cache import default_dir, prepare, variant_name
 from socal.data.synthetic import data_root
 from socal.errors import exit_on_user_error
+from socal.models import model_spec
 
 log = logging.getLogger("socal.data.prepare")
-
-
-def model_image_size(model: ModelConfig) -> int:
-    """The frame size the model takes, without building it (224 for the hub VideoMAEs)."""
-    if model.arch.image_size:
-        return int(model.arch.image_size)
-    from transformers import VideoMAEConfig
-
-    if model.source is None:
-        return int(VideoMAEConfig().image_size)
-    try:
-        return int(VideoMAEConfig.from_pretrained(model.source).image_size)
-    except OSError:
-        size = VideoMAEConfig().image_size
-        log.warning("cannot read %s's config: assuming image size %d", model.source, size)
-        return int(size)
 
 
 def run(cfg: DictConfig, progress: bool = True) -> Path:
     """Prepare the cache a training run of ``cfg`` will use; returns its directory."""
     root = data_root(cfg.data, progress=progress)
     trials = checked_trials(root, cfg.data.target.value)
-    size = model_image_size(cfg.model)
+    size = model_spec(cfg.model).image_size
     cache_dir = Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else default_dir(root)
     directory = cache_dir / variant_name(size, cfg.data.window)
     log.info("frame cache %s: short side %d px, window %s", directory, size, cfg.data.window)

@@ -1,4 +1,4 @@
-"""Training and evaluating one run: the VideoMAE model, optimizer and scheduler, the engine
+"""Training and evaluating one run: optimizer and scheduler, the task, the engine
 (loop, precision, gradient accumulation, interrupts), checkpoints, data-parallel helpers,
 metrics and baselines, and ``run``, which ties them together for ``train.py``.
 

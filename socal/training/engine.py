@@ -31,6 +31,7 @@ from socal.training.distributed import Dist, all_gather, barrier, broadcast, bro
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.runtime import autocast, rng_state, set_rng_state
+from socal.training.task import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ class Engine:
         self.trainer = trainer
         self.device = device
         self.precision = precision
-        self.task = task
-        self.target_mean, self.target_std = target_scale
+        self.task = TASKS[task]
+        self.target_scale = target_scale
         self.checkpoint_dir = checkpoint_dir
         self.config = config
         self.dist = dist
@@ -179,26 +180,18 @@ class Engine:
     def _loss(self, out: torch.Tensor, labels: torch.Tensor, weighted: bool = True) -> torch.Tensor:
         """Per-sample loss (a mean is taken by the caller). ``weighted=False`` leaves out
         ``pos_weight``: validation losses of runs with different class weights stay comparable."""
-        out = out.squeeze(-1).float()
-        if self.task == "classification":
-            return torch.nn.functional.binary_cross_entropy_with_logits(
-                out, labels, pos_weight=self.pos_weight if weighted else None, reduction="none"
-            )
-        target = (labels - self.target_mean) / self.target_std
-        return torch.nn.functional.mse_loss(out, target, reduction="none")
+        pos_weight = self.pos_weight if weighted else None
+        return self.task.loss(out, labels, self.target_scale, pos_weight)
 
     def _outputs(self, out: torch.Tensor) -> torch.Tensor:
-        out = out.squeeze(-1).float()
-        if self.task == "classification":
-            return torch.sigmoid(out)
-        return out * self.target_std + self.target_mean
+        return self.task.outputs(out, self.target_scale)
 
     def _forward(self, batch: dict) -> torch.Tensor:
         pixels = batch["pixel_values"].to(self.device, non_blocking=True)
         if pixels.dtype == torch.uint8:  # ClipDataset's clips: augment + normalise on the device
             pixels = finish_clips(pixels, batch["augment"])
         with autocast(self.precision, self.device):
-            return self.model(pixel_values=pixels).logits
+            return self.model(pixels)  # a VideoModel: (B,) raw outputs
 
     def _stop_and_save_agreed(self) -> tuple[bool, bool]:
         """Whether any rank got a stop signal, and whether rank 0's save clock is due.
@@ -326,7 +319,7 @@ class Engine:
             self.save()
 
     def _end_epoch(self, train_loss: float, val: Predictions) -> None:
-        metrics = {"loss": val.loss, **task_metrics(self.task, val.labels, val.outputs)}
+        metrics = {"loss": val.loss, **task_metrics(self.task.name, val.labels, val.outputs)}
         row = {
             "epoch": self.epoch + 1,
             "train_loss": train_loss,

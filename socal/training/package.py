@@ -9,24 +9,23 @@ runs the run's own evaluation path (``ClipDataset`` without augmentation, ``Engi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_model, save_model
 from torch.utils.data import DataLoader
-from transformers import VideoMAEForVideoClassification
-from transformers.utils import logging as transformers_logging
 
 from socal.config import Precision, TrainConfig, fingerprint
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial
 from socal.errors import UserError
+from socal.models import VideoModel, family_of, spec_from_dict, spec_to_dict
+from socal.models.videomae import load_format1
 from socal.training.engine import Engine, Predictions
 from socal.training.precision import resolve_precision
 from socal.training.runtime import resolve_device
@@ -35,17 +34,10 @@ log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"  # inside a run folder
 INFO_FILE = "socal.json"
-FORMAT = 1
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """No transformers progress bar for reading or writing one local weights file."""
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers_logging.enable_progress_bar()
+WEIGHTS_FILE = "model.safetensors"
+# 2: any family (safetensors of the family's model + the spec and architecture in socal.json);
+# 1: a VideoMAE save_pretrained folder (written before the model seam), still loaded.
+FORMAT = 2
 
 
 def decision_threshold(result: dict) -> float:
@@ -64,10 +56,13 @@ def save(
     directory: Path,
 ) -> Path:
     """Write the package of a finished run (``model``: its best weights) to ``directory``."""
-    with _quiet():
-        model.save_pretrained(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(model.net, str(directory / WEIGHTS_FILE))
     info = {
         "format": FORMAT,
+        "family": model.family.name,
+        "spec": spec_to_dict(model.spec),
+        "architecture": model.family.architecture(model.net),
         "task": result["task"],
         "target": result["target"],
         "threshold": decision_threshold(result),
@@ -90,6 +85,20 @@ def find(directory: Path) -> Path:
     )
 
 
+def _load_model(directory: Path, config: DictConfig, info: dict) -> VideoModel:
+    """The packaged model: rebuilt from the saved config, then its weights (all of them)."""
+    family = family_of(config.model)
+    net = family.rebuild(config.model, info["architecture"], config.data.num_frames)
+    try:
+        load_model(net, str(directory / WEIGHTS_FILE))
+    except RuntimeError as err:
+        raise UserError(
+            f"{directory / WEIGHTS_FILE} does not fit model.family={family.name}: "
+            + " ".join(str(err).split())[:300]
+        ) from err
+    return VideoModel(family, net, spec_from_dict(info["spec"]))
+
+
 @dataclass
 class Predictor:
     """A packaged model on a device, predicting trials the way its run evaluated them."""
@@ -100,17 +109,20 @@ class Predictor:
 
     @property
     def task(self) -> str:
-        return self.engine.task
+        return self.engine.task.name
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> Predictor:
         directory = find(Path(directory))
         info: dict[str, Any] = json.loads((directory / INFO_FILE).read_text())
-        if info.get("format") != FORMAT:
+        if info.get("format") not in (1, FORMAT):
             raise UserError(f"{directory / INFO_FILE}: unknown package format {info.get('format')}")
+        if info["format"] == 1:
+            model = load_format1(directory)
+            info["config"]["model"]["family"] = model.family.name
         config = OmegaConf.merge(OmegaConf.structured(TrainConfig), info["config"])
-        with _quiet():
-            model = VideoMAEForVideoClassification.from_pretrained(directory)
+        if info["format"] == FORMAT:
+            model = _load_model(directory, config, info)
         torch_device = resolve_device(device)
         precision = resolve_precision(Precision(config.trainer.precision), torch_device)
         engine = Engine(
@@ -139,6 +151,6 @@ class Predictor:
         data = OmegaConf.merge(
             self.config.data, {"root": str(root), "cache": cache, "cache_dir": None}
         )
-        image_size = self.engine.module.config.image_size
+        image_size = self.engine.module.spec.image_size
         dataset = ClipDataset(trials, data, image_size, False, self.config.trainer.seed)
         return self.engine.predict(DataLoader(dataset, batch_size=batch_size, **(loader or {})))

@@ -23,6 +23,7 @@ from socal.data.sampling import EpochSampler
 from socal.data.splits import split_table, split_trials
 from socal.data.synthetic import data_root
 from socal.errors import UserError
+from socal.models import build_model
 from socal.monitor import monitor_mode
 from socal.report.metrics import parse_threshold
 from socal.report.plots import run_plots
@@ -39,7 +40,6 @@ from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import baseline_outputs, results_table, task_metrics
-from socal.training.model import build_model
 from socal.training.optim import build_optimizer, build_scheduler
 from socal.training.precision import resolve_precision
 from socal.training.runtime import (
@@ -47,6 +47,7 @@ from socal.training.runtime import (
     resolve_device,
     seed_everything,
 )
+from socal.training.task import TASKS
 from socal.training.weighting import positive_weight
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def _predictions_table(
 ) -> pd.DataFrame:
     """predictions.csv rows of one subset; ``prediction`` at the chosen threshold."""
     chosen = [subsets[subset][i] for i in result.indices]
-    classification = task == "classification"
+    classification = TASKS[task].classification
     prediction = (result.outputs >= threshold["value"]).astype(int) if threshold else result.outputs
     reference = baseline_outputs(task, subsets["train"], chosen, window)
     return pd.DataFrame(
@@ -157,7 +158,7 @@ def build_engine(
     torch.manual_seed(cfg.trainer.seed + dist.rank)  # dropout differs per rank, init does not
     datasets = {
         name: ClipDataset(
-            subsets[name], cfg.data, model.config.image_size, name == "train", cfg.trainer.seed
+            subsets[name], cfg.data, model.spec.image_size, name == "train", cfg.trainer.seed
         )
         for name in subsets
     }
@@ -168,7 +169,7 @@ def build_engine(
     mode = monitor_mode(task, stopping.metric, stopping.mode).value
     scheduler = build_scheduler(cfg.scheduler, optimizer, steps, cfg.trainer.epochs, mode)
     labels = np.array([t.label for t in subsets["train"]])
-    scale = (0.0, 1.0) if task == "classification" else (labels.mean(), labels.std() or 1.0)
+    scale = TASKS[task].target_scale(labels)
     checkpoint_dir = run_dir / cfg.trainer.checkpoint_dir
     engine = Engine(
         model, optimizer, scheduler, cfg.trainer, device, precision, task, scale,
@@ -207,22 +208,23 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
     test = engine.predict(loaders["test"])
     val = engine.predict(loaders["val"])
     window = cfg.data.window
-    threshold = choose_threshold(engine.task, cfg.eval, val.labels, val.outputs)
+    task = engine.task.name
+    threshold = choose_threshold(task, cfg.eval, val.labels, val.outputs)
     tables = [
-        _predictions_table(name, subsets, predictions, engine.task, threshold, window)
+        _predictions_table(name, subsets, predictions, task, threshold, window)
         for name, predictions in (("val", val), ("test", test))
     ]
     value = threshold["value"] if threshold else None
-    cuts = baseline_thresholds(engine.task, cfg.eval, tables[0])
-    published = published_results(engine.task, tables[1], value, cfg.eval, cuts)
+    cuts = baseline_thresholds(task, cfg.eval, tables[0])
+    published = published_results(task, tables[1], value, cfg.eval, cuts)
     metrics = published.pop("test")
     reference = published.pop("baselines")
     result = {
-        "task": engine.task,
+        "task": task,
         "target": cfg.data.target.value,
         "test": metrics,
         # The best epoch's validation metrics (the weights tested); for choosing, never test.
-        "val": {"loss": val.loss, **task_metrics(engine.task, val.labels, val.outputs)},
+        "val": {"loss": val.loss, **task_metrics(task, val.labels, val.outputs)},
         "baselines": reference,  # each at its own validation-chosen threshold
         "baseline_thresholds": cuts,
         "n_trials": {name: len(trials) for name, trials in subsets.items()},
@@ -238,7 +240,7 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         # Last metric line: the objective a sweeper or a SageMaker tuning job reads (never test).
         # NaN when no epoch had a value (see socal.monitor.NAN_RULE), never a missing line.
         report_results("best_", {engine.monitor: math.nan if engine.best is None else engine.best})
-        table = results_table(engine.task, metrics, reference, window, interval_column(result))
+        table = results_table(task, metrics, reference, window, interval_column(result))
         log.info("test results (%d trials):\n%s", len(test.labels), table)
         log.info("test results with intervals:\n%s", format_results(result))
         pd.concat(tables).to_csv(run_dir / "predictions.csv", index=False)
@@ -280,8 +282,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
         result = evaluate(cfg, engine, subsets, loaders, run_dir)
         if dist.is_main:  # the best weights and what predicting needs: python predict.py run=...
-            scale = (engine.target_mean, engine.target_std)
-            package.save(engine.module, cfg, result, scale, run_dir / package.MODEL_DIR)
+            package.save(
+                engine.module, cfg, result, engine.target_scale, run_dir / package.MODEL_DIR
+            )
         tracker.finish(result, run_dir)
         if dist.is_main:
             checkpoint.mark_finished(engine.checkpoint_dir, result["config_fingerprint"])

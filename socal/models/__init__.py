@@ -1,0 +1,35 @@
+"""Model families behind one seam (see ``socal.models.spec``); one module per family.
+
+``build_model(cfg.model, num_frames, dropout)`` gives a ``VideoModel``; ``model_spec(cfg.model)``
+gives the option's spec (image size, normalisation, ...) without building it. A new family is
+one module with a ``Family`` subclass, added to ``FAMILIES``, and its config schema in
+``socal.config.MODEL_SCHEMAS``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from socal.models.spec import Family, FamilySpec, VideoModel, spec_from_dict, spec_to_dict
+from socal.models.videomae import VideoMAE
+
+__all__ = ["FAMILIES", "build_model", "family_of", "model_spec", "spec_from_dict", "spec_to_dict"]
+FAMILIES: dict[str, Family] = {family.name: family for family in (VideoMAE(),)}
+
+
+def family_of(cfg: DictConfig) -> Family:
+    return FAMILIES[cfg.family]
+
+
+def model_spec(cfg: DictConfig) -> FamilySpec:
+    return family_of(cfg).spec(cfg)
+
+
+def build_model(cfg: DictConfig, num_frames: int, dropout: Optional[float] = None) -> VideoModel:
+    """The option ``cfg`` (a ``model`` config node) as a ``VideoModel`` for ``num_frames``."""
+    family = family_of(cfg)
+    spec = family.spec(cfg)
+    spec.frames.check(num_frames, family.name)
+    return VideoModel(family, family.build(cfg, num_frames, dropout), spec)

@@ -1,0 +1,130 @@
+"""What every model family declares, and the one module the engine sees.
+
+A family is one module in ``socal.models`` with a ``Family`` subclass: it builds its library's
+model from the ``model`` config node (``source``: pretrained weights, or null for a random
+initialisation from the option's architecture settings), declares a ``FamilySpec`` (input
+layout, image size, frame rule, default normalisation, gradient checkpointing) and its layer
+groups, and adapts the engine's float clips ``(B, T, C, H, W)`` to its own layout.
+``VideoModel`` wraps the library model so the engine, DDP and checkpoints see one protocol:
+``VideoModel(clips) -> (B,)`` one output per clip.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import ClassVar, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from socal.config import Normalization
+from socal.errors import UserError
+
+
+class Layout(str, Enum):
+    """The tensor layout a family's library model takes."""
+
+    BTCHW = "BTCHW"  # transformers video models, per-frame encoders
+    BCTHW = "BCTHW"  # torchvision video CNNs
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """The clip lengths a family accepts: ``fixed`` frames, or any multiple of ``multiple_of``."""
+
+    fixed: Optional[int] = None
+    multiple_of: int = 1
+
+    def check(self, num_frames: int, family: str) -> None:
+        """A one-line UserError for a ``data.num_frames`` the family cannot take."""
+        if self.fixed is not None and num_frames != self.fixed:
+            raise UserError(f"model.family={family} takes data.num_frames={self.fixed} exactly")
+        if num_frames % self.multiple_of:
+            raise UserError(
+                f"model.family={family} takes data.num_frames in multiples of "
+                f"{self.multiple_of}, not {num_frames}"
+            )
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    layout: Layout
+    image_size: int
+    frames: FrameRule
+    # Used when data.normalization is left null: the statistics the weights were trained with.
+    normalization: Normalization
+    gradient_checkpointing: bool
+
+
+def spec_to_dict(spec: FamilySpec) -> dict:
+    """JSON-ready (a model package's socal.json)."""
+    return json.loads(json.dumps(asdict(spec), default=lambda value: value.value))
+
+
+def spec_from_dict(data: dict) -> FamilySpec:
+    return FamilySpec(
+        layout=Layout(data["layout"]),
+        image_size=int(data["image_size"]),
+        frames=FrameRule(**data["frames"]),
+        normalization=Normalization(data["normalization"]),
+        gradient_checkpointing=bool(data["gradient_checkpointing"]),
+    )
+
+
+@dataclass
+class LayerGroup:
+    """Parameters at one depth: 0 is the input (embeddings), the largest depth the head."""
+
+    name: str
+    params: list[torch.nn.Parameter]
+    depth: int
+
+
+class Family(ABC):
+    """One model family; registered in ``socal.models.FAMILIES`` under ``name``."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def spec(self, cfg: DictConfig) -> FamilySpec:
+        """The spec of the option ``cfg`` (without building or downloading weights)."""
+
+    @abstractmethod
+    def build(self, cfg: DictConfig, num_frames: int, dropout: Optional[float]) -> torch.nn.Module:
+        """The library model with one output, loaded from ``cfg.source`` (null: random)."""
+
+    @abstractmethod
+    def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        """Normalised float clips ``(B, T, C, H, W)`` -> ``(B,)`` raw outputs (logits)."""
+
+    @abstractmethod
+    def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
+        """Every trainable parameter once, by depth (layer-wise learning rates, freezing)."""
+
+    def architecture(self, net: torch.nn.Module) -> dict:
+        """What a model package needs beyond the option to rebuild ``net`` offline (a hub
+        model's config); the option's own settings are enough for most families."""
+        return {}
+
+    def rebuild(self, cfg: DictConfig, architecture: dict, num_frames: int) -> torch.nn.Module:
+        """An untrained ``net`` of the packaged shape, for its saved weights (no download)."""
+        return self.build(OmegaConf.merge(cfg, {"source": None}), num_frames, None)
+
+
+class VideoModel(torch.nn.Module):
+    """A family's library model behind the engine's protocol: clips in, one output per clip."""
+
+    def __init__(self, family: Family, net: torch.nn.Module, spec: FamilySpec) -> None:
+        super().__init__()
+        self.family = family
+        self.spec = spec
+        self.net = net
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.family.forward(self.net, clips)
+
+    def layer_groups(self) -> list[LayerGroup]:
+        return self.family.layer_groups(self.net)
