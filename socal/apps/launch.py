@@ -1,4 +1,4 @@
-"""Run the composed training config as a SageMaker training job (see README).
+"""``socal-launch`` / ``python launch.py``: the training config as a SageMaker job (see README).
 
     python launch.py instance=g5_xlarge optimizer=sgd     # one job
     python launch.py -m optimizer.lr=1e-5,5e-5,1e-4       # one job per value, sweep.csv
@@ -15,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from socal.config import CONFIG_PATH
 from socal.errors import exit_on_user_error
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker import launcher, source_archive
@@ -23,8 +24,8 @@ from socal.sagemaker.launch_config import LOCAL_INSTANCE, register
 register()
 
 
-@hydra.main(config_path="conf", config_name="launch", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@hydra.main(config_path=CONFIG_PATH, config_name="launch", version_base="1.3")
+def launch(cfg: DictConfig) -> None:
     with exit_on_user_error():
         where = launcher.context()
         # Everything from the config alone: limits, round trip, names, URIs, image.
@@ -40,7 +41,7 @@ def main(cfg: DictConfig) -> None:
             launcher.submit(cfg, where, job, archive)
 
 
-if __name__ == "__main__":
+def main() -> None:
     launcher.check_instance_argv(sys.argv)
-    main()
+    launch()
     sys.exit(launcher.exit_status())  # a sweep: how many jobs could not be submitted

@@ -1,4 +1,7 @@
-"""Train and evaluate one VideoMAE run: ``python train.py data.root=./SOCAL`` (see README)."""
+"""``socal-train`` / ``python train.py``: train and evaluate one run (see README).
+
+Also what SageMaker runs: the source archive's ``train.py`` calls ``main``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from socal import console
-from socal.config import register
+from socal.config import CONFIG_PATH, register
 from socal.errors import exit_on_user_error
 from socal.sagemaker import container
 from socal.training.run import run
@@ -18,8 +21,8 @@ from socal.training.run import run
 register()
 
 
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+def train(cfg: DictConfig) -> float:
     """Returns the best validation value of the early-stopping metric: what a sweeper optimises."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     console.route(machine=container.active())  # epoch lines on the terminal, name=value in the log
@@ -31,6 +34,6 @@ def main(cfg: DictConfig) -> float:
     return metrics["best_val"][cfg.trainer.early_stopping.metric]
 
 
-if __name__ == "__main__":
+def main() -> None:
     container.prepare_argv()  # SageMaker only: `--key value` pairs -> verified Hydra overrides
-    main()
+    train()
