@@ -9,6 +9,6 @@
 # 2.8, py312: torch 2.8.0, torchvision 0.23.0); another region: change the registry host.
 ARG BASE=763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8-gpu-py312
 FROM ${BASE}
-COPY requirements/instance.txt /tmp/socal-instance-requirements.txt
+COPY socal/requirements/instance.txt /tmp/socal-instance-requirements.txt
 RUN pip install --no-cache-dir -r /tmp/socal-instance-requirements.txt \
     && rm /tmp/socal-instance-requirements.txt

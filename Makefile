@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint docs clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,9 @@ $(VENV)/.train: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-# Plus the SageMaker launcher and the dev tools (pytest, ruff, moto server).
+# Plus the SageMaker launcher, the docs site and the dev tools (pytest, ruff, mypy, moto server).
 $(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/activate
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[sagemaker,search,tracking,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[sagemaker,search,tracking,docs,dev]"
 	touch $(VENV)/.train $@
 
 demo: $(VENV)/.train
@@ -24,11 +24,18 @@ demo: $(VENV)/.train
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet --site-dir .cache/site
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
+
+# The documentation site in site/ (mkdocs serve: a live preview).
+docs: $(VENV)/.dev
+	$(BIN)/mkdocs build --strict
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .cache outputs multirun
+	rm -rf $(VENV) .cache outputs multirun site

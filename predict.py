@@ -1,29 +1,9 @@
-"""Predict new trials with a trained model: ``python predict.py run=PATH data.root=FOLDER``.
+"""Predict new trials: ``python predict.py run=PATH data.root=FOLDER`` (or ``socal-predict``).
 
-PATH: a run folder, a SageMaker ``model.tar.gz`` (local or ``s3://``), or an MLflow model URI
-(``runs:/<run id>/model``). Writes predictions.csv (and metrics.json when FOLDER has outcomes).
+The code is ``socal.apps.predict``; see README.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from socal.config import register
-from socal.errors import exit_on_user_error
-from socal.serving.predict import predict
-
-register()
-
-
-@hydra.main(config_path="conf", config_name="predict", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        predict(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+from socal.apps.predict import main
 
 if __name__ == "__main__":
     main()

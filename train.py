@@ -1,36 +1,9 @@
-"""Train and evaluate one VideoMAE run: ``python train.py data.root=./SOCAL`` (see README)."""
+"""Train and evaluate one run: ``python train.py data.root=./SOCAL`` (or ``socal-train``).
 
-from __future__ import annotations
+The code is ``socal.apps.train``; see README.
+"""
 
-import sys
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from socal import console
-from socal.config import register
-from socal.errors import exit_on_user_error
-from socal.sagemaker import container
-from socal.training.run import run
-
-register()
-
-
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float:
-    """Returns the best validation value of the early-stopping metric: what a sweeper optimises."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    console.route(machine=container.active())  # epoch lines on the terminal, name=value in the log
-    with exit_on_user_error(), container.report_failure():
-        metrics = run(cfg, run_dir)
-        if metrics is None:  # stopped by SIGTERM / Ctrl-C after saving a checkpoint
-            sys.exit(0)  # and a sweep stops too, rather than starting its next job
-        container.publish(cfg, run_dir)  # SageMaker only: model, config, metrics -> SM_MODEL_DIR
-    return metrics["best_val"][cfg.trainer.early_stopping.metric]
-
+from socal.apps.train import main
 
 if __name__ == "__main__":
-    container.prepare_argv()  # SageMaker only: `--key value` pairs -> verified Hydra overrides
     main()

@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--keep-alive-min", type=float, default=10.0)
     parser.add_argument("--measure", action="store_true", help="time local jobs vs one packed")
     args = parser.parse_args()
-    instance = OmegaConf.load(ROOT / "conf" / "instance" / f"{args.instance}.yaml").instance
+    instances = ROOT / "socal" / "conf" / "instance"
+    instance = OmegaConf.load(instances / f"{args.instance}.yaml").instance
     inputs = Inputs(
         args.runs, args.epochs, args.clips_per_epoch, args.clips_per_s, args.run_fixed_s,
         args.provisioning_s, args.image_and_data_s, args.install_s, args.upload_s,

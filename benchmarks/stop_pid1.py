@@ -72,7 +72,7 @@ def main() -> None:
         )
         if args.chain == "driver":
             submit.COMMAND = None  # the SDK's driver Popens train.py: what jobs ran before
-        archive = source_archive.build(work, "requirements/instance.txt", 5, root=args.code)
+        archive = source_archive.build(work, "socal/requirements/instance.txt", 5, root=args.code)
         local = local_container.prepare(plan, archive, data, work / "opt_ml")
         stopped = stop_process_1(
             local.command, local.env, local.root, local.checkpoint_dir, "epoch=1",

@@ -10,5 +10,8 @@ Layers, bottom up (checked by the import-linter contracts in ``pyproject.toml``)
 - ``socal.training``: model, optimisation loop, checkpoints, metrics, one run end to end.
 - ``socal.sagemaker``: the launcher (torch-free) and the on-instance container side.
 
-``python -m socal.check|prepare|synthetic|upload|jobs`` are kept as short entry points.
+- ``socal.apps``: the Hydra apps behind ``socal-train``, ``socal-launch`` and ``socal-predict``.
+
+The configs are package data (``socal/conf``). The console scripts in ``pyproject.toml`` call
+the code directly; ``python -m socal.check|prepare|synthetic|upload|jobs`` stay as aliases.
 """

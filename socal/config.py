@@ -1,6 +1,6 @@
 """Structured-config schemas for every Hydra config group.
 
-Each YAML file under ``conf/`` is validated against these dataclasses when Hydra composes it,
+Each YAML file under ``socal/conf/`` is validated against these dataclasses when Hydra composes it,
 so a misspelt key or a value of the wrong type fails at compose time with Hydra's own message
 naming the key, not an hour into training.
 """
@@ -21,7 +21,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from socal.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The config groups are package data: found the same way in a checkout and in an installed wheel.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_PATH = "pkg://socal.conf"  # the Hydra apps' config_path (socal.apps)
 # The prepared frame cache's default folder inside data.root (uploaded with the data).
 CACHE_DIR_NAME = ".socal-cache"
 

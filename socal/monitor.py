@@ -66,5 +66,5 @@ def objective_name(metric: str) -> str:
 
 
 def register_resolver() -> None:
-    """``${socal_direction:${trainer.early_stopping.metric}}`` in conf/hydra/sweeper/optuna.yaml."""
+    """``${socal_direction:${trainer.early_stopping.metric}}`` in the optuna sweeper config."""
     OmegaConf.register_new_resolver(DIRECTION_RESOLVER, optuna_direction, replace=True)

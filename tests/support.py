@@ -28,7 +28,7 @@ from socal.sagemaker.launch_config import register as register_launch
 from socal.training.checkpoint import BEST
 
 REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "conf"
+CONF = REPO / "socal" / "conf"
 register()
 
 

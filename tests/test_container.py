@@ -43,7 +43,9 @@ def encoded(overrides: list[str]) -> tuple[dict[str, str], dict]:
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return source_archive.build(tmp_path_factory.mktemp("src"), "requirements/instance.txt", 5)
+    return source_archive.build(
+        tmp_path_factory.mktemp("src"), "socal/requirements/instance.txt", 5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +166,9 @@ def test_instance_requirements_pin_every_dependency_within_the_project_ranges() 
     pyproject.toml (torch and torchvision come with the image), inside its ranges."""
     from packaging.requirements import Requirement
 
-    root = hyperparams.CONF_DIR.parent
+    root = hyperparams.CONF_DIR.parent.parent
     pins = {}
-    for line in (root / "requirements" / "instance.txt").read_text().splitlines():
+    for line in (root / "socal" / "requirements" / "instance.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert version and "," not in version and " " not in line, line
@@ -178,5 +180,5 @@ def test_instance_requirements_pin_every_dependency_within_the_project_ranges() 
         req = Requirement(text)
         if req.name in ("torch", "torchvision"):  # the image's
             continue
-        assert req.name in pins, f"{req.name} is not pinned in requirements/instance.txt"
+        assert req.name in pins, f"{req.name} is not pinned in socal/requirements/instance.txt"
         assert req.specifier.contains(pins[req.name]), (req, pins[req.name])

@@ -221,7 +221,7 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
     )
     source = json.loads(s3_object(drivers + "/sourcecode.json"))
     assert source["entry_script"] == "train.py"
-    assert source["requirements"] == "requirements/instance.txt"
+    assert source["requirements"] == "socal/requirements/instance.txt"
 
     # The uploaded source archive holds only what it should.
     archive = tmp_path / "sourcedir.tar.gz"
@@ -230,15 +230,13 @@ def test_launch_creates_the_job_and_its_config_survives_the_trip(
         members = tar.getnames()
     assert {
         "train.py",
-        "requirements/instance.txt",
-        "conf/launch.yaml",
-        "conf/train.yaml",
+        "socal/requirements/instance.txt",
+        "socal/conf/launch.yaml",
+        "socal/conf/train.yaml",
         "socal/sagemaker/container.py",
         "socal/training/run.py",
     } <= set(members)
-    assert all(
-        m == "train.py" or m.split("/")[0] in {"conf", "socal", "requirements"} for m in members
-    )
+    assert all(m == "train.py" or m.split("/")[0] == "socal" for m in members)
     assert not any("__pycache__" in m or m.endswith(".pyc") for m in members)
     assert archive.read_bytes() == (tmp_path / "run" / "sourcedir.tar.gz").read_bytes()
 
@@ -554,8 +552,7 @@ def test_checkpoints_belong_to_the_config_the_code_and_the_data(
 
     # Other shipped code: a fresh start, and the warning says what changed.
     code = tmp_path / "code"
-    for name in ("conf", "socal", "requirements"):
-        shutil.copytree(ROOT / name, code / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "socal", code / "socal", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("launch.py", "train.py"):
         shutil.copy(ROOT / name, code / name)
     with (code / "socal" / "training" / "engine.py").open("a") as handle:

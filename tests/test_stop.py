@@ -35,7 +35,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return source_archive.build(tmp_path_factory.mktemp("src"), "requirements/instance.txt", 5)
+    return source_archive.build(
+        tmp_path_factory.mktemp("src"), "socal/requirements/instance.txt", 5
+    )
 
 
 def test_sigterm_to_process_1_reaches_train_py_which_saves_and_exits(

@@ -44,12 +44,12 @@ def test_the_tracking_uri_reaches_the_job_with_the_mlflow_client(tmp_path: Path)
     assert request["HyperParameters"]["tracking"] == "mlflow"
     assert request["HyperParameters"]["tracking__uri"] == ARN
     assert len(request["HyperParameters"]) <= 100
-    assert request["SourceCode"]["Requirements"] == "requirements/tracking.txt"
+    assert request["SourceCode"]["Requirements"] == "socal/requirements/tracking.txt"
     with tarfile.open(tmp_path / "sourcedir.tar.gz") as tar:
         shipped = tar.getnames()
-        requirements = tar.extractfile("requirements/tracking.txt").read().decode()
+        requirements = tar.extractfile("socal/requirements/tracking.txt").read().decode()
     # pip reads "-r instance.txt" beside the file: both are shipped.
-    assert {"requirements/tracking.txt", "requirements/instance.txt"} <= set(shipped)
+    assert {"socal/requirements/tracking.txt", "socal/requirements/instance.txt"} <= set(shipped)
     assert "-r instance.txt" in requirements and "sagemaker-mlflow" in requirements
 
 
@@ -58,7 +58,7 @@ def test_no_tracking_means_no_environment_and_the_plain_requirements(tmp_path: P
     assert result.returncode == 0, result.stderr
     request = json.loads((tmp_path / "request.json").read_text())
     assert request["Environment"] == {}
-    assert request["SourceCode"]["Requirements"] == "requirements/instance.txt"
+    assert request["SourceCode"]["Requirements"] == "socal/requirements/instance.txt"
 
 
 def test_a_local_store_on_the_instance_is_refused(tmp_path: Path) -> None:

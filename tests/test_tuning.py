@@ -316,7 +316,7 @@ def test_dry_run_prints_the_tuning_request_without_credentials_or_torch(tmp_path
     # The legacy toolkit installs only a root requirements.txt.
     with tarfile.open(tmp_path / "sourcedir.tar.gz") as tar:
         shipped = tar.extractfile("requirements.txt").read()
-    assert shipped == (REPO / "requirements" / "instance.txt").read_bytes()
+    assert shipped == (REPO / "socal" / "requirements" / "instance.txt").read_bytes()
 
 
 def describe_tuning(name: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -44,10 +45,10 @@ def checked_trials(root: Path, target: str) -> list[Trial]:
     return trials
 
 
-def main(argv: list[str]) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_user_error():
-        cfg = compose_train(argv)
+        cfg = compose_train(sys.argv[1:] if argv is None else argv)
         checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
     return 0
 

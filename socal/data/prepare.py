@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig
 
@@ -37,10 +38,10 @@ def run(cfg: DictConfig, progress: bool = True) -> Path:
     return directory
 
 
-def main(argv: list[str]) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_user_error():
-        cfg = compose_train(argv)
+        cfg = compose_train(sys.argv[1:] if argv is None else argv)
         run(cfg, progress=cfg.trainer.progress)
     return 0
 

@@ -7,6 +7,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Optional
 
 from socal.config import EvalConfig
 from socal.errors import exit_on_user_error
@@ -42,7 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = EvalConfig(

@@ -45,7 +45,7 @@ CHECKPOINT_ENV = "SOCAL_CHECKPOINT_DIR"
 # code/ with the serving handler and what it needs.
 MODEL_PACKAGE = "model"
 RUN_FILES = ("config.yaml", "metrics.json")
-SERVING_REQUIREMENTS = "requirements/instance.txt"
+SERVING_REQUIREMENTS = "socal/requirements/instance.txt"
 HANDLER = (
     '"""SageMaker PyTorch serving handler of a socal model (socal.serving.endpoint)."""\n\n'
     "from socal.serving.endpoint import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n"

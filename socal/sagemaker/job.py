@@ -41,7 +41,7 @@ METRICS = ["train_loss", "lr"] + [
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 PLACEHOLDER = "<{} not set>"
 # tracking=mlflow: the instance's requirements plus the MLflow client and SageMaker's plugin.
-TRACKING_REQUIREMENTS = "requirements/tracking.txt"
+TRACKING_REQUIREMENTS = "socal/requirements/tracking.txt"
 
 
 def metric_definitions() -> list[dict[str, str]]:

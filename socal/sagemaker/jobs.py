@@ -2,7 +2,7 @@
 
 Refreshes every submitted job of ``SWEEP_DIR/sweep.csv`` from DescribeTrainingJob: its status
 (and failure reason), runtime, billable seconds, a cost estimate (billable seconds x instances x
-the instance type's ``hourly_usd`` in ``conf/instance/``; managed spot already shows as fewer
+the instance type's ``hourly_usd`` in ``socal/conf/instance/``; managed spot already shows as fewer
 billable seconds), and its final objective (``best_<early-stopping metric>``, from the job's
 metric definitions). Writes the columns back into ``sweep.csv`` and prints a table.
 ``--download`` fetches each finished job's ``model.tar.gz`` and ``output.tar.gz`` and extracts

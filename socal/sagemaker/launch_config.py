@@ -1,4 +1,4 @@
-"""Structured-config schemas for the launcher-only nodes of ``conf/launch.yaml``.
+"""Structured-config schemas for the launcher-only nodes of ``socal/conf/launch.yaml``.
 
 ``launch.yaml`` is ``train.yaml`` plus four nodes that never reach the training code:
 ``instance`` (where it runs), ``sagemaker`` (account, S3 and job settings), ``launch`` (how
@@ -71,7 +71,7 @@ class SageMakerSettings:
     tags: dict[str, str] = field(default_factory=dict)
     # Shipped with the source code and pip-installed on the instance (the DLC has torch);
     # null: nothing is installed (a prebuilt sagemaker.image with everything inside).
-    requirements: Optional[str] = "requirements/instance.txt"
+    requirements: Optional[str] = "socal/requirements/instance.txt"
     # Refuse to ship a source archive larger than this.
     max_source_mb: float = 5.0
     # Warm pool: keep the instance this many minutes after the job (0 = off, at most 60; the
@@ -135,7 +135,7 @@ class LaunchConfig(TrainConfig):
 
 
 def register() -> None:
-    """Register the training schemas and ``launch_schema`` (used by conf/launch.yaml)."""
+    """Register the training schemas and ``launch_schema`` (used by socal/conf/launch.yaml)."""
     from socal.config import register as register_training
 
     register_training()

@@ -1,7 +1,8 @@
-"""The source code a training job runs: ``conf/``, ``socal/``, ``train.py`` and the instance's
-requirements files, as one deterministic ``sourcedir.tar.gz``; never data, outputs, multirun
-folders, virtual environments, ``.git`` or tests (they are not under the shipped paths, and
-caches inside them are skipped).
+"""The source code a training job runs: the ``socal`` package (its configs and the instance's
+requirements files inside) and a ``train.py`` entry script, as one deterministic
+``sourcedir.tar.gz``; never data, outputs, multirun folders, virtual environments, ``.git`` or
+tests (they are not under the shipped paths, and caches inside them are skipped). Works the same
+from a checkout and from an installed wheel.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from pathlib import Path
 from typing import Optional
 
 from socal.errors import UserError
+from socal.sagemaker.job import ENTRY_SCRIPT
 
+# The folder holding the ``socal`` package: the checkout, or site-packages when installed.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("train.py", "conf", "socal", "requirements")
+SHIPPED = ("socal",)
+# The job's entry script (job.ENTRY_SCRIPT): the same ``main`` as socal-train and train.py.
+ENTRY_SCRIPT_TEXT = '"""The training job entry script: socal.apps.train."""\n\n' + (
+    "from socal.apps.train import main\n\nmain()\n"
+)
 ARCHIVE_NAME = "sourcedir.tar.gz"
 # Tuning jobs run the image's legacy training toolkit, which installs only this file.
 ROOT_REQUIREMENTS = "requirements.txt"
@@ -33,7 +40,7 @@ def shipped_files(root: Path, requirements: Optional[str]) -> list[str]:
     for name in SHIPPED:
         path = root / name
         if not path.exists():
-            raise UserError(f"{path} is missing: launch.py must run from a socal checkout")
+            raise UserError(f"{path} is missing: not a folder holding the socal package")
         candidates = [path] if path.is_file() else sorted(path.rglob("*"))
         for file in candidates:
             rel = file.relative_to(root)
@@ -61,6 +68,7 @@ def build(
     ``extra``: more files by archive path (a packed job's ``socal_pack.json``).
     """
     entries = {rel: (root / rel).read_bytes() for rel in shipped_files(root, requirements)}
+    entries[ENTRY_SCRIPT] = ENTRY_SCRIPT_TEXT.encode()
     entries.update(extra or {})
     if root_requirements and requirements is not None:
         entries[ROOT_REQUIREMENTS] = (root / requirements).read_bytes()

@@ -231,7 +231,7 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         "epochs_trained": engine.epoch,
         "best_val": {engine.monitor: engine.best},
         "config_fingerprint": fingerprint(cfg),
-        "versions": installed_versions(),  # requirements/instance.txt pins them on SageMaker
+        "versions": installed_versions(),  # socal/requirements/instance.txt pins them on SageMaker
         "threshold": threshold,
         **published,
     }

@@ -5,7 +5,7 @@ choices and the fingerprint as tags, each epoch's history row as metrics with ``
 the test metrics, the run folder's files (config, history, predictions, metrics, split, plots,
 log) and the model package (``model/``: ``python predict.py run=runs:/<id>/model``). A resumed
 run continues the same MLflow run (its id is in the checkpoint); a multirun is one parent run
-with a child per job (``SweepRun``, a Hydra callback set by ``conf/tracking/mlflow.yaml``).
+with a child per job (``SweepRun``, a Hydra callback set by ``socal/conf/tracking/mlflow.yaml``).
 
 The run folder stays the record: when the tracking server cannot be reached, training goes on,
 says so once, and logs nothing more there. mlflow is imported only when tracking is on.

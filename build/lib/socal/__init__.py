@@ -1,0 +1,13 @@
+"""socal: VideoMAE experiments on SOCAL surgical video, locally or on Amazon SageMaker.
+
+Layers, bottom up (checked by the import-linter contracts in ``pyproject.toml``):
+
+- ``socal.config``, ``socal.errors``, ``socal.monitor``: the shared base (config schemas,
+  one-line user errors, the monitored metrics and their direction).
+- ``socal.data``: reading, checking, caching and splitting SOCAL; clips and augmentation.
+- ``socal.report``: statistics, plots and the report across runs; torch-free, used by training.
+- ``socal.training``: model, optimisation loop, checkpoints, metrics, one run end to end.
+- ``socal.sagemaker``: the launcher (torch-free) and the on-instance container side.
+
+``python -m socal.check|prepare|synthetic|upload|jobs`` are kept as short entry points.
+"""

@@ -1,0 +1,384 @@
+"""Structured-config schemas for every Hydra config group.
+
+Each YAML file under ``socal/conf/`` is validated against these dataclasses when Hydra composes it,
+so a misspelt key or a value of the wrong type fails at compose time with Hydra's own message
+naming the key, not an hour into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from socal.errors import UserError
+
+# The config groups are package data: found the same way in a checkout and in an installed wheel.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_PATH = "pkg://socal.conf"  # the Hydra apps' config_path (socal.apps)
+# The prepared frame cache's default folder inside data.root (uploaded with the data).
+CACHE_DIR_NAME = ".socal-cache"
+
+# Keys that never change what a run computes: excluded from the config fingerprint, so a resumed
+# run (or one with more data-loader workers) is still "the same config".
+NON_SEMANTIC_KEYS = (
+    "trainer.num_workers",
+    "trainer.prefetch_factor",
+    "data.cache",
+    "data.cache_dir",
+    "trainer.resume",
+    "trainer.checkpoint_dir",
+    "trainer.checkpoint_every_minutes",
+    "trainer.progress",
+    "trainer.device",
+    "data.root",
+    "tracking",
+    # How results are reported: a finished run re-evaluated with other eval.* settings resumes.
+    "eval",
+)
+
+
+class Target(str, Enum):
+    success = "success"
+    blood_loss = "blood_loss"
+
+
+class CacheMode(str, Enum):
+    auto = "auto"
+    off = "off"
+
+
+class Normalization(str, Enum):
+    imagenet = "imagenet"
+    videomae = "videomae"
+    # Constants measured once on the frames of the whole public release (test trials included).
+    socal_release = "socal_release"
+
+
+class SplitStrategy(str, Enum):
+    surgeon = "surgeon"
+    random = "random"
+    kfold = "kfold"
+    published = "published"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "32"
+    bf16 = "bf16"
+    fp16_mixed = "16-mixed"
+
+
+class Mode(str, Enum):
+    min = "min"
+    max = "max"
+
+
+class ClassWeight(str, Enum):
+    balanced = "balanced"
+
+
+@dataclass
+class VideoMAEArch:
+    """Architecture overrides for a randomly initialised VideoMAE (only set keys are applied)."""
+
+    hidden_size: Optional[int] = None
+    num_hidden_layers: Optional[int] = None
+    num_attention_heads: Optional[int] = None
+    intermediate_size: Optional[int] = None
+    image_size: Optional[int] = None
+    patch_size: Optional[int] = None
+    tubelet_size: Optional[int] = None
+
+
+@dataclass
+class ModelConfig:
+    # Hub id (``MCG-NJU/videomae-base``) or a local directory saved with ``save_pretrained``;
+    # null builds a randomly initialised model from ``arch`` (no download).
+    source: Optional[str] = None
+    arch: VideoMAEArch = field(default_factory=VideoMAEArch)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class WindowConfig:
+    """Which seconds of each trial a clip is drawn from (frames are one per second)."""
+
+    start_s: int = 0
+    # null = the whole trial, which leaks the outcome on SOCAL (videos stop at hemostasis).
+    length_s: Optional[int] = 60
+    # Training only: shift the sampled positions by a random fraction of the stride.
+    jitter: bool = True
+
+
+@dataclass
+class AugmentConfig:
+    """One random draw per clip, applied to all of its frames; never on validation or test."""
+
+    enabled: bool = True
+    hflip: float = 0.5
+    crop_scale_min: float = 0.6
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    # Off by default: hue turns blood red into other colours, and blood is the signal.
+    hue: float = 0.0
+
+
+@dataclass
+class SyntheticDataConfig:
+    trials: int = 48
+    seed: int = 0
+    size: str = "small"
+    length_leaks: bool = True
+
+
+@dataclass
+class DataConfig:
+    root: str = MISSING
+    num_frames: int = 16
+    target: Target = Target.success
+    normalization: Normalization = Normalization.imagenet
+    window: WindowConfig = field(default_factory=WindowConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Set only by ``data=synthetic``: generate this folder at ``root`` on first use.
+    synthetic: Optional[SyntheticDataConfig] = None
+    # auto: read frames from the prepared cache (python -m socal.prepare) when there is a valid
+    # one, refuse a stale one, decode the JPEGs when there is none; off: always decode.
+    cache: CacheMode = CacheMode.auto
+    # Where the cache lives (null: <root>/.socal-cache), e.g. a second SageMaker channel.
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class SplitConfig:
+    strategy: SplitStrategy = SplitStrategy.surgeon
+    val_ratio: float = 0.15
+    test_ratio: float = 0.15
+    seed: int = 0
+    folds: int = 5
+    fold: int = 0
+
+
+@dataclass
+class EarlyStoppingConfig:
+    metric: str = "val_loss"
+    # null: the metric's own direction (socal.monitor); set, it must agree with it.
+    mode: Optional[Mode] = None
+    patience: int = 5
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    batch_size: int = 4
+    # Data-loader worker processes; -1: one per available core.
+    num_workers: int = -1
+    seed: int = 0
+    device: Device = Device.auto
+    # "32", "bf16" or "16-mixed" (a str: OmegaConf enums take member names, not these values).
+    precision: str = "32"
+    grad_accum_steps: int = 1
+    grad_clip: Optional[float] = 1.0
+    # Overrides the model's hidden and attention dropout when set.
+    dropout: Optional[float] = None
+    # Weight of the success class in the loss (classification; null = 1), or class_weight=
+    # balanced: failures / successes in the training split. Off by default.
+    pos_weight: Optional[float] = None
+    class_weight: Optional[ClassWeight] = None
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    checkpoint_dir: str = "checkpoints"
+    # Also save a checkpoint every N optimizer steps inside an epoch (null: at epoch ends only).
+    checkpoint_every_steps: Optional[int] = None
+    # And every N minutes of training (0: never; null: 10 inside a SageMaker job, else never).
+    checkpoint_every_minutes: Optional[float] = None
+    resume: bool = True
+    progress: bool = True
+    # Batches each data-loader worker keeps ready.
+    prefetch_factor: int = 4
+
+
+@dataclass
+class EvalConfig:
+    """How a run's test results are reported (see socal.report; never changes training)."""
+
+    # val_youden: the threshold maximising Youden's J on validation; or a fixed probability.
+    threshold: str = "val_youden"
+    # Bootstrap resamples of the test surgeons for the confidence intervals (0: none).
+    bootstrap: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+    # Equal-width probability bins of the reliability diagram and the ECE.
+    bins: int = 10
+    plots: bool = True
+
+
+@dataclass
+class AdamWConfig:
+    _target_: str = "torch.optim.AdamW"
+    lr: float = 5e-5
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+
+
+@dataclass
+class PlateauConfig:
+    """ReduceLROnPlateau on the early-stopping metric, stepped once per epoch."""
+
+    name: str = "plateau"
+    factor: float = 0.5
+    patience: int = 2
+    min_lr: float = 1e-7
+
+
+@dataclass
+class CosineConfig:
+    """Linear warmup then cosine decay, stepped once per optimizer step."""
+
+    name: str = "cosine"
+    warmup_epochs: float = 1.0
+
+
+@dataclass
+class NoSchedulerConfig:
+    name: str = "none"
+
+
+@dataclass
+class TrackingConfig:
+    """Experiment tracking (``tracking=none|mlflow``); never changes what a run computes."""
+
+    backend: str = "none"
+    # null: MLflow's own default ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); an
+    # http(s):// tracking server; or a SageMaker managed MLflow tracking-server ARN.
+    uri: Optional[str] = None
+    experiment: str = "socal"
+    # null: the run folder's name
+    run_name: Optional[str] = None
+    # Log the model package (model/) as an artifact: python predict.py run=runs:/<id>/model
+    log_model: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    split: SplitConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    eval: EvalConfig = MISSING
+    # Their shape differs per option; each option carries its own schema (see register()).
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    tracking: TrackingConfig = MISSING
+
+
+@dataclass
+class PredictData:
+    root: str = MISSING
+    # auto: use a frame cache prepared in root (python -m socal.prepare) if it fits the model.
+    cache: CacheMode = CacheMode.off
+
+
+@dataclass
+class LoaderConfig:
+    # Data-loader worker processes; -1: one per available core.
+    num_workers: int = 0
+    prefetch_factor: int = 4
+
+
+@dataclass
+class PredictConfig:
+    """``predict.py``: a trained model (everything else comes from its package) and new trials."""
+
+    # A run folder, a model.tar.gz (local or s3://), or an MLflow URI (runs:/ID/model).
+    run: str = MISSING
+    data: PredictData = field(default_factory=PredictData)
+    # null: the run's trainer.batch_size
+    batch_size: Optional[int] = None
+    device: Device = Device.auto
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "optimizer": {"adamw": AdamWConfig, "sgd": SGDConfig},
+    "scheduler": {"plateau": PlateauConfig, "cosine": CosineConfig, "none": NoSchedulerConfig},
+}
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore; YAML files name them in their defaults list."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="predict_schema", node=PredictConfig)
+    # Under schema/<group>/ so that they are not listed among the group's own options.
+    for group, options in GROUP_SCHEMAS.items():
+        for option, schema in options.items():
+            store.store(group=f"schema/{group}", name=option, node=schema)
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """Compose conf/train.yaml with ``overrides`` (inside a running Hydra app or standalone)."""
+    register()
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=overrides)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def check_set(cfg: DictConfig, example: str) -> None:
+    """A one-line UserError naming every required key left unset (``???``), with an example."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"{', '.join(missing)} must be set, e.g. {example}")
+
+
+def semantic_config(cfg: DictConfig) -> dict:
+    """The resolved config without the keys that do not change results (NON_SEMANTIC_KEYS)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for dotted in NON_SEMANTIC_KEYS:
+        node = resolved
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    return resolved
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """A short hash of what a run computes: equal configs give equal fingerprints."""
+    text = json.dumps(semantic_config(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two plain config dicts."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a} -> {b}")
+    return diffs

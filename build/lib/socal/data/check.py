@@ -1,0 +1,57 @@
+"""Check a SOCAL folder before training: ``python -m socal.check data.root=PATH``.
+
+Training runs the same checks at its start. Problems that leave usable trials are counted
+warnings; only a folder with nothing to train on is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from socal.config import compose_train
+from socal.data.index import DataReport, Trial, index_folder
+from socal.errors import exit_on_user_error
+
+log = logging.getLogger("socal.data.check")
+
+
+def summary(trials: list[Trial], report: DataReport, target: str) -> list[str]:
+    """What training will use, then one line per problem found."""
+    labels = np.array([t.label for t in trials])
+    participants = len({t.participant for t in trials})
+    lengths = np.array([t.n_frames for t in trials])
+    if target == "success":
+        outcome = f"{int(labels.sum())} success / {int((labels == 0).sum())} failure"
+    else:
+        outcome = f"{target} mean {labels.mean():.1f} sd {labels.std():.1f}"
+    lines = [
+        f"usable trials: {len(trials)} from {participants} surgeons ({outcome}); "
+        f"frames per trial min {lengths.min()} median {int(np.median(lengths))} max {lengths.max()}"
+    ]
+    problems = report.lines()
+    return lines + (problems or ["no problems found"])
+
+
+def checked_trials(root: Path, target: str) -> list[Trial]:
+    """Index ``root`` and log the summary of what is usable and what is wrong."""
+    trials, report = index_folder(root, target)
+    for line in summary(trials, report, target):
+        log.info("data check: %s", line)
+    return trials
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with exit_on_user_error():
+        cfg = compose_train(sys.argv[1:] if argv is None else argv)
+        checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,165 @@
+"""Group runs by what differs between their configs; summarise and pool each group.
+
+Keys that differ between the runs' ``config.yaml`` files are the swept keys. Replicate keys
+(``split.fold``, ``trainer.seed``, ``split.seed``) and keys that never change results (paths,
+workers: socal.config.NON_SEMANTIC_KEYS) do not form groups: a group's runs are the folds or
+seeds of one setting, summarised as mean +- sd. The folds of a k-fold cross-validation are also
+pooled: their out-of-fold test predictions are scored together, with intervals, which is the
+number to publish; pooling is refused when it would be wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from socal.config import NON_SEMANTIC_KEYS
+from socal.errors import UserError
+from socal.monitor import maximised
+from socal.report.metrics import task_metrics
+from socal.report.run_results import BASELINE_PREFIX, published_results
+from socal.report.runs import Run
+
+REPLICATE_KEYS = ("split.fold", "trainer.seed", "split.seed")
+# Results-only keys that still matter (eval.*) are kept; NON_SEMANTIC_KEYS' "eval" is not a path.
+IGNORED = tuple(k for k in NON_SEMANTIC_KEYS if k != "eval")
+
+
+@dataclass
+class Group:
+    keys: dict[str, Any]
+    runs: list[Run]
+    pooled: Optional[dict] = None  # published_results of the pooled folds, with "baselines"
+    pooled_test: Optional[pd.DataFrame] = None  # the folds' test predictions, concatenated
+    coverage: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.keys.items()) or "all runs"
+
+    @property
+    def task(self) -> str:
+        return self.runs[0].metrics["task"]
+
+    @property
+    def monitor(self) -> str:
+        return self.runs[0].monitor[0]
+
+    @property
+    def objective(self) -> float:
+        """Mean best validation value of the early-stopping metric over the group's runs."""
+        return float(np.mean([run.monitor[1] for run in self.runs]))
+
+    @property
+    def maximize(self) -> bool:
+        """The metric's own direction (a contrary early-stopping mode is refused)."""
+        return maximised(self.monitor)
+
+
+def swept_keys(runs: list[Run]) -> list[str]:
+    """Config keys whose values differ between runs (paths and workers left out)."""
+    keys = sorted(set().union(*(run.config for run in runs)))
+    return [
+        key
+        for key in keys
+        if not key.startswith(IGNORED) and len({repr(run.config.get(key)) for run in runs}) > 1
+    ]
+
+
+def run_metrics(run: Run) -> dict[str, float]:
+    """A run's scalar test metrics, calibration included."""
+    scalars = {k: v for k, v in run.metrics["test"].items() if not isinstance(v, list)}
+    calibration = run.metrics.get("calibration", {})
+    scalars.update({k: calibration[k] for k in ("brier", "ece") if k in calibration})
+    return scalars
+
+
+def _threshold(run: Run) -> float:
+    return (run.metrics.get("threshold") or {}).get("value", 0.5)
+
+
+def pooling_problem(group: Group) -> Optional[str]:
+    """Why the group's folds cannot be pooled, or None."""
+    for key in ("split.seed", "split.folds"):
+        values = sorted({str(run.config.get(key)) for run in group.runs})
+        if len(values) > 1:
+            return (
+                f"its folds come from different {key} ({', '.join(values)}): different partitions "
+                f"of the surgeons; report them apart with --by {key}"
+            )
+    trials = [set(run.split["trial"]) for run in group.runs if run.split is not None]
+    if any(t != trials[0] for t in trials):
+        return "its runs were split from different sets of trials (different data)"
+    seen: dict[str, str] = {}
+    for run in group.runs:
+        for trial in run.test["trial"]:
+            if trial in seen:
+                return (
+                    f"test trial {trial} appears in {seen[trial]} and {run.name}: each fold must "
+                    "appear once (separate repeats with --by trainer.seed)"
+                )
+            seen[trial] = run.name
+    return None
+
+
+def pool(group: Group, settings: Any) -> None:
+    """Score the group's out-of-fold test predictions together (k-fold groups only)."""
+    if any(run.config.get("split.strategy") != "kfold" for run in group.runs):
+        return
+    problem = pooling_problem(group)
+    if problem:
+        raise UserError(f"cannot pool the folds of {group.label}: {problem}")
+    tests = [run.test.assign(threshold=_threshold(run)) for run in group.runs]
+    pooled = pd.concat(tests, ignore_index=True)
+    group.pooled = published_results(group.task, pooled, pooled["threshold"].to_numpy(), settings)
+    labels = pooled["label"].to_numpy(float)
+    group.pooled["baselines"] = {
+        col.removeprefix(BASELINE_PREFIX): task_metrics(group.task, labels, pooled[col].to_numpy())
+        for col in pooled.columns
+        if col.startswith(BASELINE_PREFIX)
+    }
+    group.pooled_test = pooled
+    folds = sorted(int(run.config.get("split.fold", -1)) for run in group.runs)
+    split = group.runs[0].split
+    group.coverage = {
+        "folds": folds,
+        "of_folds": int(group.runs[0].config.get("split.folds", len(folds))),
+        "test_trials": len(pooled),
+        "trials": None if split is None else int(split["trial"].nunique()),
+    }
+
+
+def summary(group: Group) -> dict[str, dict[str, float]]:
+    """Mean and sample sd over the group's runs of every test metric."""
+    table = pd.DataFrame([run_metrics(run) for run in group.runs])
+    return {
+        "mean": table.mean().to_dict(),
+        "sd": table.std(ddof=1).to_dict() if len(table) > 1 else dict.fromkeys(table, math.nan),
+    }
+
+
+def group_runs(runs: list[Run], settings: Any, by: tuple[str, ...] = ()) -> list[Group]:
+    """Groups sorted by their validation objective (never by test), each pooled when k-fold."""
+    tasks = {run.metrics["task"] for run in runs}
+    if len(tasks) > 1:
+        raise UserError(f"the runs mix tasks ({', '.join(sorted(tasks))}): report them apart")
+    unknown = [key for key in by if all(key not in run.config for run in runs)]
+    if unknown:
+        raise UserError(f"--by {', '.join(unknown)}: no such key in the runs' config.yaml")
+    swept = swept_keys(runs)
+    keys = [k for k in swept if k not in REPLICATE_KEYS or k in by]
+    keys += [k for k in by if k not in keys]
+    groups: dict[tuple, Group] = {}
+    for run in runs:
+        values = {k: run.config.get(k) for k in keys}
+        groups.setdefault(tuple(map(repr, values.values())), Group(values, [])).runs.append(run)
+    for group in groups.values():
+        group.runs.sort(key=lambda r: (r.config.get("split.fold", 0), r.name))
+        pool(group, settings)
+    return sorted(
+        groups.values(), key=lambda g: (g.monitor, -g.objective if g.maximize else g.objective)
+    )

@@ -1,0 +1,285 @@
+"""One training run from a composed config: data -> split -> model -> fit -> test -> results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from socal.config import Precision, Target, WindowConfig, check_set, fingerprint, semantic_config
+from socal.console import interval_column, report_results
+from socal.data.check import checked_trials
+from socal.data.dataset import ClipDataset
+from socal.data.index import Trial
+from socal.data.sampling import EpochSampler
+from socal.data.splits import split_table, split_trials
+from socal.data.synthetic import data_root
+from socal.errors import UserError
+from socal.monitor import monitor_mode
+from socal.report.metrics import parse_threshold
+from socal.report.plots import run_plots
+from socal.report.run_results import (
+    BASELINE_PREFIX,
+    choose_threshold,
+    format_results,
+    published_results,
+)
+from socal.training import checkpoint, distributed, package, tracking
+from socal.training.distributed import Dist
+from socal.training.engine import Engine, Predictions
+from socal.training.interrupt import StopSignal
+from socal.training.metrics import baseline_outputs, baselines, results_table, task_metrics
+from socal.training.model import build_model
+from socal.training.optim import build_optimizer, build_scheduler
+from socal.training.runtime import (
+    installed_versions,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
+from socal.training.weighting import positive_weight
+
+log = logging.getLogger(__name__)
+
+
+def task_of(cfg: DictConfig) -> str:
+    return "classification" if cfg.data.target is Target.success else "regression"
+
+
+def check_settings(cfg: DictConfig, task: str) -> None:
+    """Config values a schema cannot express, checked before any data is touched."""
+    check_set(
+        cfg,
+        "python train.py data.root=/path/to/SOCAL (or experiment=demo for the built-in synthetic "
+        "demo)",
+    )
+    try:
+        Precision(cfg.trainer.precision)
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise UserError(
+            f"trainer.precision={cfg.trainer.precision} is not one of {choices}"
+        ) from None
+    if cfg.trainer.epochs < 1 or cfg.trainer.batch_size < 1 or cfg.trainer.grad_accum_steps < 1:
+        raise UserError(
+            "trainer.epochs, trainer.batch_size and trainer.grad_accum_steps must be >= 1"
+        )
+    monitor_mode(task, cfg.trainer.early_stopping.metric, cfg.trainer.early_stopping.mode)
+    parse_threshold(cfg.eval.threshold)
+
+
+def _loader(dataset: ClipDataset, cfg: DictConfig, shuffle: bool, dist: Dist) -> DataLoader:
+    sampler = EpochSampler(len(dataset), shuffle, cfg.trainer.seed, dist.rank, dist.world_size)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.trainer.batch_size,
+        sampler=sampler,
+        generator=torch.Generator(),
+        **ClipDataset.loader_settings(cfg.trainer, persistent=shuffle),
+    )
+
+
+def _predictions_table(
+    subset: str,
+    subsets: dict,
+    result: Predictions,
+    task: str,
+    threshold: Optional[dict],
+    window: Optional[WindowConfig],
+) -> pd.DataFrame:
+    """predictions.csv rows of one subset; ``prediction`` at the chosen threshold."""
+    chosen = [subsets[subset][i] for i in result.indices]
+    classification = task == "classification"
+    prediction = (result.outputs >= threshold["value"]).astype(int) if threshold else result.outputs
+    reference = baseline_outputs(task, subsets["train"], chosen, window)
+    return pd.DataFrame(
+        {
+            "trial": [t.trial_id for t in chosen],
+            "participant": [t.participant for t in chosen],
+            "label": result.labels,
+            "probability" if classification else "predicted": result.outputs,
+            "prediction": prediction,
+            "subset": subset,
+            **{BASELINE_PREFIX + name: out for name, out in reference.items()},
+        }
+    )
+
+
+def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Trial]]:
+    """Index the folder (generating synthetic data once), check it, split it, save split.csv."""
+    if dist.is_node_main:  # each node has its own disk (SageMaker: one instance per node)
+        data_root(cfg.data, progress=cfg.trainer.progress and dist.is_main)
+    distributed.barrier(dist)
+    trials = checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
+    subsets = split_trials(trials, cfg.split, regression=task_of(cfg) == "regression")
+    if dist.is_main:
+        split_table(subsets).to_csv(run_dir / "split.csv", index=False)
+    sizes = ", ".join(f"{name} {len(trials)} trials" for name, trials in subsets.items())
+    log.info("split=%s: %s", cfg.split.strategy.value, sizes)
+    window = cfg.data.window
+    if window.length_s is not None:
+        end = window.start_s + window.length_s
+        padded = {name: sum(t.n_frames < end for t in subset) for name, subset in subsets.items()}
+        if any(padded.values()):
+            log.warning(
+                "trials shorter than the %d s window are padded with their last frame (%s): "
+                "on SOCAL short videos are successes, so a model can learn the padding",
+                end, ", ".join(f"{name} {n}" for name, n in padded.items()),
+            )  # fmt: skip
+    return subsets
+
+
+def build_engine(
+    cfg: DictConfig,
+    subsets: dict,
+    run_dir: Path,
+    dist: Dist,
+    stop: StopSignal,
+    device: torch.device,
+) -> tuple[Engine, dict[str, DataLoader]]:
+    """Model, data loaders, optimizer and scheduler; resumed from a checkpoint when one fits."""
+    task = task_of(cfg)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    precision = resolve_precision(Precision(cfg.trainer.precision), device)
+    seed_everything(cfg.trainer.seed)
+    model = build_model(cfg.model, cfg.data.num_frames, cfg.trainer.dropout)
+    torch.manual_seed(cfg.trainer.seed + dist.rank)  # dropout differs per rank, init does not
+    datasets = {
+        name: ClipDataset(
+            subsets[name], cfg.data, model.config.image_size, name == "train", cfg.trainer.seed
+        )
+        for name in subsets
+    }
+    loaders = {name: _loader(ds, cfg, name == "train", dist) for name, ds in datasets.items()}
+    optimizer = build_optimizer(cfg.optimizer, model)
+    steps = -(-len(loaders["train"]) // cfg.trainer.grad_accum_steps)
+    stopping = cfg.trainer.early_stopping
+    mode = monitor_mode(task, stopping.metric, stopping.mode).value
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps, cfg.trainer.epochs, mode)
+    labels = np.array([t.label for t in subsets["train"]])
+    scale = (0.0, 1.0) if task == "classification" else (labels.mean(), labels.std() or 1.0)
+    checkpoint_dir = run_dir / cfg.trainer.checkpoint_dir
+    engine = Engine(
+        model, optimizer, scheduler, cfg.trainer, device, precision, task, scale,
+        checkpoint_dir, semantic_config(cfg), dist, stop,
+        positive_weight(cfg.trainer, task, labels),
+    )  # fmt: skip
+    if not cfg.trainer.resume and dist.is_main:
+        checkpoint.clear(checkpoint_dir)
+    distributed.barrier(dist)
+    if state := _resumable(cfg, checkpoint_dir, engine.config, dist):
+        engine.load_state_dict(state)
+        log.info(
+            "resuming from %s: %d epochs and %d steps of epoch %d done",
+            checkpoint_dir, engine.epoch, engine.batches_done, engine.epoch + 1,
+        )  # fmt: skip
+    return engine, loaders
+
+
+def _resumable(cfg: DictConfig, directory: Path, config: dict, dist: Dist) -> Optional[dict]:
+    """Rank 0's newest usable checkpoint, on every rank (other nodes have other disks)."""
+    state, error = None, None
+    if cfg.trainer.resume and dist.is_main:
+        try:
+            state = checkpoint.find_resumable(directory, config)
+        except UserError as err:  # raised on every rank, not only where it was found
+            error = str(err)
+    state, error = distributed.broadcast((state, error), dist)
+    if error:
+        raise UserError(error)
+    return state
+
+
+def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_dir: Path) -> dict:
+    """Test the best checkpoint once; write predictions.csv and metrics.json (rank 0)."""
+    engine.load_best()
+    test = engine.predict(loaders["test"])
+    val = engine.predict(loaders["val"])
+    window = cfg.data.window
+    threshold = choose_threshold(engine.task, cfg.eval, val.labels, val.outputs)
+    tables = [
+        _predictions_table(name, subsets, predictions, engine.task, threshold, window)
+        for name, predictions in (("val", val), ("test", test))
+    ]
+    value = threshold["value"] if threshold else None
+    published = published_results(engine.task, tables[1], value, cfg.eval)
+    metrics = published.pop("test")
+    reference = baselines(engine.task, subsets["train"], subsets["test"], window)
+    result = {
+        "task": engine.task,
+        "target": cfg.data.target.value,
+        "test": metrics,
+        # The best epoch's validation metrics (the weights tested); for choosing, never test.
+        "val": {"loss": val.loss, **task_metrics(engine.task, val.labels, val.outputs)},
+        "baselines": reference,
+        "n_trials": {name: len(trials) for name, trials in subsets.items()},
+        "epochs_trained": engine.epoch,
+        "best_val": {engine.monitor: engine.best},
+        "config_fingerprint": fingerprint(cfg),
+        "versions": installed_versions(),  # socal/requirements/instance.txt pins them on SageMaker
+        "threshold": threshold,
+        **published,
+    }
+    if engine.dist.is_main:
+        report_results("test_", metrics)
+        # Last metric line: the objective a sweeper or a SageMaker tuning job reads (never test).
+        # NaN when no epoch had a value (see socal.monitor.NAN_RULE), never a missing line.
+        report_results("best_", {engine.monitor: math.nan if engine.best is None else engine.best})
+        table = results_table(engine.task, metrics, reference, window, interval_column(result))
+        log.info("test results (%d trials):\n%s", len(test.labels), table)
+        log.info("test results with intervals:\n%s", format_results(result))
+        pd.concat(tables).to_csv(run_dir / "predictions.csv", index=False)
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        if cfg.eval.plots:
+            run_plots(run_dir)
+    return result
+
+
+def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+    """Train and test one config into ``run_dir``; None when a signal stopped it (resumable)."""
+    check_settings(cfg, task_of(cfg))
+    device = resolve_device(cfg.trainer.device)
+    dist = distributed.init(device)
+    if not dist.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    run_dir = Path(distributed.broadcast(str(run_dir), dist))
+    stop = StopSignal().install()
+    tracker = tracking.Tracker()
+    try:
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
+        subsets = load_trials(cfg, run_dir, dist)
+        engine, loaders = build_engine(cfg, subsets, run_dir, dist, stop, device)
+        tracker = tracking.start(cfg, run_dir, engine)  # tracking=mlflow: rank 0, resumable
+        engine.fit(loaders["train"], loaders["val"])
+        if engine.interrupted:
+            log.warning(
+                "stopped by %s after epoch %d step %d; checkpoint saved in %s: run the same "
+                "command (same hydra.run.dir or trainer.checkpoint_dir) to resume",
+                stop.received, engine.epoch, engine.batches_done, engine.checkpoint_dir,
+            )  # fmt: skip
+            return None
+        if dist.is_main:
+            pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
+        result = evaluate(cfg, engine, subsets, loaders, run_dir)
+        if dist.is_main:  # the best weights and what predicting needs: python predict.py run=...
+            scale = (engine.target_mean, engine.target_std)
+            package.save(engine.module, cfg, result, scale, run_dir / package.MODEL_DIR)
+        tracker.finish(result, run_dir)
+        if dist.is_main:
+            checkpoint.mark_finished(engine.checkpoint_dir, result["config_fingerprint"])
+        return result
+    finally:
+        tracker.close()
+        distributed.shutdown(dist)

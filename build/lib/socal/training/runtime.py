@@ -1,0 +1,112 @@
+"""Device, precision and seeding: settings that cannot work here are replaced, and said so."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import random
+from contextlib import AbstractContextManager
+
+import numpy as np
+import torch
+
+from socal.config import Device, Precision
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    device = Device(device)
+    if device is Device.cuda and not torch.cuda.is_available():
+        log.warning("trainer.device=cuda but no GPU is visible: training on the CPU")
+        return torch.device("cpu")
+    if device is Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device.value)
+
+
+def resolve_precision(precision: Precision | str, device: torch.device) -> Precision:
+    """The nearest precision that works on ``device``: fp16 needs a GPU, bf16 an Ampere one."""
+    precision = Precision(precision)
+    if precision is Precision.fp16_mixed and device.type != "cuda":
+        log.warning("trainer.precision=16-mixed needs a GPU: using 32 on %s", device)
+        return Precision.fp32
+    if precision is Precision.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("trainer.precision=bf16 is not supported by this GPU: using 16-mixed")
+        return Precision.fp16_mixed
+    return precision
+
+
+def autocast(precision: Precision, device: torch.device) -> AbstractContextManager:
+    if precision is Precision.fp32:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision is Precision.bf16 else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every RNG this process draws from, as tensors and plain values (weights_only-loadable)."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": numpy_state["state"]["pos"],
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {
+                "key": numpy_state["key"].numpy().astype(np.uint32),
+                "pos": numpy_state["pos"],
+            },
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# What a run's results depend on besides the code and the config (recorded in metrics.json).
+RECORDED_PACKAGES = (
+    "transformers", "numpy", "pandas", "scikit-learn", "scipy", "pillow", "simplejpeg",
+    "hydra-core", "omegaconf", "huggingface_hub", "safetensors", "tokenizers",
+)  # fmt: skip
+
+
+def installed_versions() -> dict[str, str]:
+    """Python, CUDA, torch and torchvision (with their build tag, e.g. 2.8.0+cu128) and the
+    versions of RECORDED_PACKAGES installed here ("-" if absent)."""
+    from importlib import metadata
+
+    import torchvision
+
+    found = {"python": platform.python_version(), "cuda": torch.version.cuda or "-"}
+    # With the build tag (2.8.0+cu128): package metadata leaves it out.
+    found.update(torch=torch.__version__, torchvision=torchvision.__version__)
+    for name in RECORDED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "-"
+    return found
