@@ -301,9 +301,10 @@ def round_trip(train_cfg: DictConfig, hps: dict[str, str]) -> None:
     placement = {k: OmegaConf.select(train_cfg, k) for k in PLACEMENT_KEYS}
     try:
         rebuilt, _ = rebuild(given, placement)
+        # The key that changed, when one did, says more than the fingerprint verify compares.
+        diffs = config_differences(semantic_config(train_cfg), semantic_config(rebuilt))
+        if diffs:
+            raise UserError(diffs[0])
         verify(given, rebuilt)
     except UserError as err:
         raise UserError(f"the config would not survive the trip to SageMaker: {err}") from err
-    diffs = config_differences(semantic_config(train_cfg), semantic_config(rebuilt))
-    if diffs:
-        raise UserError(f"the config would not survive the trip to SageMaker: {diffs[0]}")
