@@ -133,12 +133,12 @@ def test_a_stopped_pack_resumes_its_unfinished_runs_and_a_failed_run_is_reported
     """SIGTERM to process 1 during the third run, then a restart: runs 1-2 are not retrained,
     run 3 resumes from its checkpoint, 4 trains; run 5 (a fold that does not exist) fails alone."""
     runs = [["split.fold=0"], ["split.fold=1"],
-            ["split.fold=2", "trainer.epochs=3", "trainer.batch_size=1"],
+            ["split.fold=2", "trainer.epochs=6", "trainer.batch_size=1"],
             ["split.fold=3"], ["split.fold=7"]]  # fmt: skip
     job, archive = packed_job(tmp_path, runs, TINY)
     local = local_container.prepare(job, archive, data, tmp_path / "opt_ml")
     stopped = stop_process_1(
-        local.command, local.env, local.root, local.checkpoint_dir / "run-2", "epoch=1/3", 0.5, 60
+        local.command, local.env, local.root, local.checkpoint_dir / "run-2", "epoch=1/6", 0.0, 60
     )
     assert stopped.exited_after_s is not None, stopped.output[-3000:]
     first = status(local)
@@ -168,7 +168,7 @@ def test_a_stopped_pack_resumes_its_unfinished_runs_and_a_failed_run_is_reported
         assert (out / "metrics.json").is_file() and (out / "predictions.csv").is_file()
         assert (again.model_dir / f"run-{i}" / "model.safetensors").is_file()
     history = pd.read_csv(again.output_dir / "run-2" / "history.csv")
-    assert list(history["epoch"]) == [1, 2, 3]  # resumed into epoch 2, ended where it would
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]  # resumed, ended where it would
 
 
 @pytest.mark.slow

@@ -90,7 +90,8 @@ def test_the_report_pools_every_trial_exactly_once(cv: Path, tmp_path: Path) -> 
     every_trial = set(splits[0]["trial"])
     assert sorted(pooled["trial"]) == sorted(every_trial)  # each trial exactly once
     assert group["coverage"] == {
-        "folds": [0, 1, 2, 3, 4], "of_folds": 5, "test_trials": 40, "trials": 40
+        "folds": [0, 1, 2, 3, 4], "of_folds": 5, "missing_folds": [], "test_trials": 40,
+        "trials": 40,
     }  # fmt: skip
     y = pooled["label"].to_numpy()
     assert group["pooled"]["test"]["accuracy"] == pytest.approx((pooled["prediction"] == y).mean())
