@@ -61,6 +61,8 @@ class Normalization(str, Enum):
     videomae = "videomae"
     # Constants measured once on the frames of the whole public release (test trials included).
     socal_release = "socal_release"
+    # torchvision's Kinetics-400 video weights (r2plus1d_18, r3d_18, mvit_v2_s, swin3d_t).
+    kinetics = "kinetics"
 
 
 class SplitStrategy(str, Enum):
@@ -121,6 +123,52 @@ class ModelConfig:
 class VideoMAEModelConfig(ModelConfig):
     family: str = "videomae"
     arch: VideoMAEArch = field(default_factory=VideoMAEArch)
+
+
+@dataclass
+class TorchvisionVideoArch:
+    # r2plus1d_18, r3d_18 (any frame count), mvit_v2_s (16 frames), swin3d_t (even counts)
+    name: str = "r2plus1d_18"
+    # null: the size the Kinetics weights were trained at (112 for the ResNets, 224 otherwise)
+    image_size: Optional[int] = None
+    # ResNets randomly initialised only: blocks per stage instead of 18 layers' [2, 2, 2, 2]
+    layers: Optional[list[int]] = None
+
+
+@dataclass
+class TorchvisionVideoModelConfig(ModelConfig):
+    family: str = "torchvision_video"
+    arch: TorchvisionVideoArch = field(default_factory=TorchvisionVideoArch)
+
+
+class EncoderLibrary(str, Enum):
+    torchvision = "torchvision"
+    timm = "timm"
+
+
+class TemporalHead(str, Enum):
+    mean = "mean"
+    lstm = "lstm"
+    transformer = "transformer"
+
+
+@dataclass
+class FrameEncoderArch:
+    # A 2-D image model run on every frame: torchvision (resnet50, convnext_tiny, ...) or any
+    # timm model name; model.source then names its weights (see the family's docs).
+    library: EncoderLibrary = EncoderLibrary.torchvision
+    name: str = "resnet50"
+    image_size: int = 224
+    # How the per-frame features become one output: their mean, an LSTM, or a transformer.
+    head: TemporalHead = TemporalHead.mean
+    head_size: int = 256
+    head_layers: int = 1
+
+
+@dataclass
+class FrameEncoderModelConfig(ModelConfig):
+    family: str = "frame_encoder"
+    arch: FrameEncoderArch = field(default_factory=FrameEncoderArch)
 
 
 @dataclass
@@ -333,7 +381,11 @@ class PredictConfig:
 
 
 # model.family -> its schema (conf/model/*.yaml name it in their defaults list).
-MODEL_SCHEMAS: dict[str, type] = {"videomae": VideoMAEModelConfig}
+MODEL_SCHEMAS: dict[str, type] = {
+    "videomae": VideoMAEModelConfig,
+    "torchvision_video": TorchvisionVideoModelConfig,
+    "frame_encoder": FrameEncoderModelConfig,
+}
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "model": MODEL_SCHEMAS,
     "optimizer": {"adamw": AdamWConfig, "sgd": SGDConfig},

@@ -8,21 +8,27 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+import pandas as pd
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torchvision.transforms import v2
 
-from socal.config import AugmentConfig, Normalization, register
+from socal.config import AugmentConfig, Normalization, register, semantic_config
 from socal.data.synthetic import SyntheticSpec, ensure_synthetic
 from socal.data.transforms import MEAN_STD
+from socal.sagemaker import hyperparams
 from socal.sagemaker import job as sagemaker_job
+from socal.sagemaker.container import write_model_dir
 from socal.sagemaker.job import JobPlan
 from socal.sagemaker.launch_config import register as register_launch
 from socal.training.checkpoint import BEST
@@ -199,3 +205,112 @@ def stop_process_1(
     # Saved on the signal and exited: nothing to redo. Killed: everything since the newest save.
     lost = 0.0 if exited is not None and saved >= sent else ended - saved
     return Stopped(exited, lost, files[0].name if files else None, "".join(lines))
+
+
+def encoded(overrides: list[str]) -> tuple[dict[str, str], dict]:
+    """Launch side, in-process: hyperparameters and the semantic training config."""
+    register_launch()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("launch", overrides=overrides, return_hydra_config=True)
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if v is not None}
+    del cfg.hydra
+    train = sagemaker_job.training_config(cfg)
+    return hyperparams.encode(train, choices), semantic_config(train)
+
+
+def predict(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "predict.py", *args, f"hydra.run.dir={out}"],
+        cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def expected_rows(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "predictions.csv").query("subset == 'test'").set_index("trial")
+
+
+def assert_reproduces(predicted: pd.DataFrame, expected: pd.DataFrame) -> None:
+    predicted = predicted.set_index("trial").loc[expected.index]
+    assert predicted.probability.to_numpy() == pytest.approx(expected.probability, abs=1e-6)
+    assert (predicted.prediction.to_numpy() == expected.prediction.to_numpy()).all()
+
+
+def start(run_dir: Path, args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *args]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for_line(proc: subprocess.Popen, text: str) -> list[str]:
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"process ended before printing {text!r}:\n{''.join(seen[-30:])}")
+
+
+def same_results(a: Path, b: Path) -> None:
+    assert read_metrics(a) == read_metrics(b)
+    for name in ("history.csv", "split.csv", "predictions.csv"):
+        assert (a / name).read_text() == (b / name).read_text(), name
+
+
+ENDPOINT = """
+import base64, json, sys
+from pathlib import Path
+import inference  # what the PyTorch serving container imports from code/
+import socal
+
+model_dir, frames_dir, trial = sys.argv[1:4]
+assert socal.__file__.startswith(model_dir), socal.__file__  # the shipped copy
+frames = sorted(Path(frames_dir).glob(trial + "*_frame_*.jpeg"))
+model = inference.model_fn(model_dir)
+encoded = [base64.b64encode(f.read_bytes()).decode() for f in frames]
+request = json.dumps({"id": trial, "frames": encoded})
+data = inference.input_fn(request, "application/json")
+print(inference.output_fn(inference.predict_fn(data, model), "application/json"))
+"""
+
+
+def model_archive(run_dir: Path, base: Path) -> Path:
+    """model.tar.gz as a SageMaker job writes it (SM_MODEL_DIR, tarred)."""
+    write_model_dir(run_dir, base / "model")
+    archive = base / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted((base / "model").iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+def assert_serves(archive: Path, run_dir: Path, data_root: Path, tmp_path: Path) -> None:
+    """The archive, extracted as the serving container does with only code/ on the path (not
+    this repo), answers a trial's frames with the run's own prediction for it."""
+    model_dir = tmp_path / "opt_ml_model"
+    with tarfile.open(archive) as tar:
+        tar.extractall(model_dir, filter="data")
+    assert {"model.safetensors", "socal.json", "config.yaml", "metrics.json"} <= {
+        p.name for p in model_dir.iterdir()
+    }
+    assert (model_dir / "code" / "requirements.txt").is_file()
+    expected = expected_rows(run_dir)
+    mapping = pd.read_csv(data_root / "frame_to_trial_mapping.csv")
+    # A trial recorded as one video (its file names sort in frame order).
+    single = mapping.groupby("trial_id").frame.apply(lambda f: f.str.match(r"S\d+T\d+_").all())
+    trial = next(t for t in expected.index if single[t])
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDPOINT, str(model_dir), str(data_root / "JPEGImages"), trial],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(model_dir / "code")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (answer,) = json.loads(proc.stdout.splitlines()[-1])["predictions"]
+    assert answer["id"] == trial
+    assert answer["probability"] == pytest.approx(expected.probability[trial], abs=1e-6)
+    assert answer["prediction"] == expected.prediction[trial]
+    assert np.isfinite(answer["threshold"])

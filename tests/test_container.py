@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from socal.config import semantic_config
@@ -21,24 +20,12 @@ from socal.data.synthetic import SyntheticSpec, generate
 from socal.errors import UserError
 from socal.sagemaker import hyperparams, local_container, source_archive
 from socal.sagemaker import job as sagemaker_job
-from socal.sagemaker.launch_config import register
 from socal.training.checkpoint import step_files
 
-from support import TINY_JOB, local_plan
+from support import TINY_JOB, encoded, local_plan
 
 CONF = str(hyperparams.CONF_DIR)
 TINY = [*TINY_JOB, "trainer.progress=false"]
-
-
-def encoded(overrides: list[str]) -> tuple[dict[str, str], dict]:
-    """Launch side, in-process: hyperparameters and the semantic training config."""
-    register()
-    with initialize_config_dir(CONF, version_base="1.3"):
-        cfg = compose("launch", overrides=overrides, return_hydra_config=True)
-    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if v is not None}
-    del cfg.hydra
-    train = sagemaker_job.training_config(cfg)
-    return hyperparams.encode(train, choices), semantic_config(train)
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from socal.sagemaker.container import write_model_dir
-
-from support import REPO, TINY, run_train, synthetic_folder
+from support import (
+    REPO,
+    TINY,
+    assert_reproduces,
+    assert_serves,
+    expected_rows,
+    model_archive,
+    predict,
+    run_train,
+    synthetic_folder,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,35 +40,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_archive(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> Path:
-    """model.tar.gz as a SageMaker job writes it (SM_MODEL_DIR, tarred)."""
-    base = tmp_path_factory.mktemp("archive")
-    write_model_dir(run_dir, base / "model")
-    archive = base / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted((base / "model").iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
-
-
-def predict(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "predict.py", *args, f"hydra.run.dir={out}"],
-        cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-def expected_rows(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "predictions.csv").query("subset == 'test'").set_index("trial")
-
-
-def assert_reproduces(predicted: pd.DataFrame, expected: pd.DataFrame) -> None:
-    predicted = predicted.set_index("trial").loc[expected.index]
-    assert predicted.probability.to_numpy() == pytest.approx(expected.probability, abs=1e-6)
-    assert (predicted.prediction.to_numpy() == expected.prediction.to_numpy()).all()
+def archive(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> Path:
+    return model_archive(run_dir, tmp_path_factory.mktemp("archive"))
 
 
 def unlabelled_copy(data_root: Path, trials: list[str], dest: Path) -> Path:
@@ -131,16 +109,16 @@ def test_labelled_trials_also_get_metrics(tmp_path: Path, run_dir: Path, data_ro
 
 
 def test_a_model_tar_gz_predicts_the_same_from_disk_and_from_s3(
-    tmp_path: Path, run_dir: Path, data_root: Path, model_archive: Path, bucket: str, aws: dict
+    tmp_path: Path, run_dir: Path, data_root: Path, archive: Path, bucket: str, aws: dict
 ) -> None:
     import boto3
 
     expected = expected_rows(run_dir)
     folder = unlabelled_copy(data_root, list(expected.index), tmp_path / "new")
-    predict(tmp_path / "local", f"run={model_archive}", f"data.root={folder}")
+    predict(tmp_path / "local", f"run={archive}", f"data.root={folder}")
     assert_reproduces(pd.read_csv(tmp_path / "local" / "predictions.csv"), expected)
     key = "socal/output/job-1/output/model.tar.gz"
-    boto3.client("s3").upload_file(str(model_archive), bucket, key)
+    boto3.client("s3").upload_file(str(archive), bucket, key)
     predict(tmp_path / "s3", f"run=s3://{bucket}/{key}", f"data.root={folder}", env=aws)
     assert_reproduces(pd.read_csv(tmp_path / "s3" / "predictions.csv"), expected)
 
@@ -156,47 +134,7 @@ def test_bad_sources_end_with_one_clear_line(tmp_path: Path, data_root: Path) ->
     assert "Traceback" not in proc.stderr
 
 
-ENDPOINT = """
-import base64, json, sys
-from pathlib import Path
-import inference  # what the PyTorch serving container imports from code/
-import socal
-
-model_dir, frames_dir, trial = sys.argv[1:4]
-assert socal.__file__.startswith(model_dir), socal.__file__  # the shipped copy
-frames = sorted(Path(frames_dir).glob(trial + "*_frame_*.jpeg"))
-model = inference.model_fn(model_dir)
-encoded = [base64.b64encode(f.read_bytes()).decode() for f in frames]
-request = json.dumps({"id": trial, "frames": encoded})
-data = inference.input_fn(request, "application/json")
-print(inference.output_fn(inference.predict_fn(data, model), "application/json"))
-"""
-
-
 def test_the_archive_serves_as_a_sagemaker_endpoint(
-    tmp_path: Path, run_dir: Path, data_root: Path, model_archive: Path
+    tmp_path: Path, run_dir: Path, data_root: Path, archive: Path
 ) -> None:
-    """Extracted as the serving container does, with only code/ on the path (not this repo)."""
-    model_dir = tmp_path / "opt_ml_model"
-    with tarfile.open(model_archive) as tar:
-        tar.extractall(model_dir, filter="data")
-    assert {"model.safetensors", "socal.json", "config.yaml", "metrics.json"} <= {
-        p.name for p in model_dir.iterdir()
-    }
-    assert (model_dir / "code" / "requirements.txt").is_file()
-    expected = expected_rows(run_dir)
-    mapping = pd.read_csv(data_root / "frame_to_trial_mapping.csv")
-    # A trial recorded as one video (its file names sort in frame order).
-    single = mapping.groupby("trial_id").frame.apply(lambda f: f.str.match(r"S\d+T\d+_").all())
-    trial = next(t for t in expected.index if single[t])
-    proc = subprocess.run(
-        [sys.executable, "-c", ENDPOINT, str(model_dir), str(data_root / "JPEGImages"), trial],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(model_dir / "code")},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (answer,) = json.loads(proc.stdout.splitlines()[-1])["predictions"]
-    assert answer["id"] == trial
-    assert answer["probability"] == pytest.approx(expected.probability[trial], abs=1e-6)
-    assert answer["prediction"] == expected.prediction[trial]
-    assert np.isfinite(answer["threshold"])
+    assert_serves(archive, run_dir, data_root, tmp_path)

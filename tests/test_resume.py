@@ -22,7 +22,17 @@ from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.run import build_engine, load_trials
 
-from support import REPO, TINY, compose_train, read_metrics, run_train, synthetic_folder
+from support import (
+    REPO,
+    TINY,
+    compose_train,
+    read_metrics,
+    run_train,
+    same_results,
+    start,
+    synthetic_folder,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,29 +48,6 @@ def overrides(data_root: Path) -> list[str]:
         f"data.root={data_root}", *TINY, "trainer.batch_size=1", "trainer.epochs=4",
         "trainer.checkpoint_every_steps=4", "trainer.early_stopping.patience=10",
     ]  # fmt: skip
-
-
-def start(run_dir: Path, args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *args]
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def wait_for_line(proc: subprocess.Popen, text: str) -> list[str]:
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"process ended before printing {text!r}:\n{''.join(seen[-30:])}")
-
-
-def same_results(a: Path, b: Path) -> None:
-    assert read_metrics(a) == read_metrics(b)
-    for name in ("history.csv", "split.csv", "predictions.csv"):
-        assert (a / name).read_text() == (b / name).read_text(), name
 
 
 @pytest.fixture(scope="module")

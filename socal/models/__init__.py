@@ -13,10 +13,14 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from socal.models.spec import Family, FamilySpec, VideoModel, spec_from_dict, spec_to_dict
+from socal.models.frame_encoder import FrameEncoder
+from socal.models.torchvision_video import TorchvisionVideo
 from socal.models.videomae import VideoMAE
 
 __all__ = ["FAMILIES", "build_model", "family_of", "model_spec", "spec_from_dict", "spec_to_dict"]
-FAMILIES: dict[str, Family] = {family.name: family for family in (VideoMAE(),)}
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in (VideoMAE(), TorchvisionVideo(), FrameEncoder())
+}
 
 
 def family_of(cfg: DictConfig) -> Family:

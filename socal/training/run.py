@@ -155,6 +155,11 @@ def build_engine(
     precision = resolve_precision(Precision(cfg.trainer.precision), device)
     seed_everything(cfg.trainer.seed)
     model = build_model(cfg.model, cfg.data.num_frames, cfg.trainer.dropout)
+    if cfg.model.source and cfg.data.normalization != model.spec.normalization:
+        log.warning(
+            "data.normalization=%s, but %s's weights were trained with %s statistics",
+            cfg.data.normalization.value, cfg.model.source, model.spec.normalization.value,
+        )  # fmt: skip
     torch.manual_seed(cfg.trainer.seed + dist.rank)  # dropout differs per rank, init does not
     datasets = {
         name: ClipDataset(
