@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import timm
 import torch
+import torchvision
 from omegaconf import OmegaConf
+from safetensors.torch import save_file
+from torchvision.models.video import resnet
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
 from socal.config import compose_train
@@ -59,3 +65,51 @@ def test_a_misspelt_family_setting_fails_at_compose_time() -> None:
         compose_train(["model=videomae_tiny", "model.arch.hiden_size=3"])
     with pytest.raises(Exception, match="hidden_size"):
         compose_train(["model=videomae_tiny", "model.arch.hidden_size=wide"])
+
+
+def option(name: str, *overrides: str) -> OmegaConf:
+    return compose_train([f"model={name}", *overrides]).model
+
+
+def test_a_video_resnet_state_dict_saved_by_torchvision_loads(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    saved = resnet.VideoResNet(
+        resnet.BasicBlock, [resnet.Conv2Plus1D] * 4, [1, 1, 1, 1], resnet.R2Plus1dStem
+    )
+    torch.save(saved.state_dict(), tmp_path / "r2plus1d.pth")
+    model = build_model(option("r2plus1d_tiny", f"model.source={tmp_path / 'r2plus1d.pth'}"), 4)
+    loaded = model.net.state_dict()
+    body = {k: v for k, v in saved.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(loaded[k], v) for k, v in body.items())
+    assert loaded["fc.weight"].shape == (1, 512)  # Kinetics' 400 classes replaced by one output
+
+
+def test_a_checkpoint_of_another_architecture_is_a_one_line_error(tmp_path: Path) -> None:
+    r3d = resnet.VideoResNet(
+        resnet.BasicBlock, [resnet.Conv3DSimple] * 4, [1, 1, 1, 1], resnet.BasicStem
+    )
+    torch.save(r3d.state_dict(), tmp_path / "r3d.pth")
+    with pytest.raises(UserError, match=r"lacks \d+ and mis-shapes \d+ of the model's") as err:
+        build_model(option("r2plus1d_tiny", f"model.source={tmp_path / 'r3d.pth'}"), 4)
+    assert "\n" not in str(err.value) and "stem." in str(err.value)
+    with pytest.raises(UserError, match="KINETICS400_V1, DEFAULT"):
+        build_model(option("r2plus1d_18", "model.source=IMAGENET1K_V1"), 4)
+
+
+def test_frame_encoders_load_torchvision_and_timm_state_dicts(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    resnet18 = torchvision.models.resnet18()
+    torch.save(resnet18.state_dict(), tmp_path / "resnet18.pth")
+    tv = option("frame_encoder_tiny", "model.arch.library=torchvision", "model.arch.name=resnet18")
+    model = build_model(OmegaConf.merge(tv, {"source": str(tmp_path / "resnet18.pth")}), 4)
+    assert torch.equal(model.net.encoder.conv1.weight, resnet18.conv1.weight)
+    net = timm.create_model("test_resnet")
+    save_file(net.state_dict(), tmp_path / "test_resnet.safetensors")
+    model = build_model(
+        option("frame_encoder_tiny", f"model.source={tmp_path / 'test_resnet.safetensors'}"), 4
+    )
+    encoder = model.net.encoder.state_dict()
+    assert all(torch.equal(encoder[k], v) for k, v in net.state_dict().items() if k in encoder)
+    assert set(encoder) == {k for k in net.state_dict() if not k.startswith("fc.")}
+    with pytest.raises(UserError, match="mis-shapes"):
+        build_model(OmegaConf.merge(tv, {"source": str(tmp_path / "test_resnet.safetensors")}), 4)
