@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
+from socal.config import CONF_DIR, semantic_config
 from socal.config import compose_train as compose
-from socal.config import semantic_config
 from socal.models import FAMILIES, build_model, model_spec
 from socal.sagemaker import hyperparams
 from socal.training.checkpoint import step_files
@@ -74,8 +74,10 @@ def test_one_output_per_clip_and_a_gradient_step_moves_every_group(option: str) 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     torch.nn.functional.binary_cross_entropy_with_logits(out, torch.ones(3)).backward()
     optimizer.step()
-    for group, old in zip(model.layer_groups(), before):
-        assert any(not torch.equal(p, o) for p, o in zip(group.params, old)), group.name
+    for group, old in zip(model.layer_groups(), before, strict=True):
+        assert any(not torch.equal(p, o) for p, o in zip(group.params, old, strict=True)), (
+            group.name
+        )
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,13 @@ def test_a_sagemaker_job_rebuilds_the_config_it_was_sent(option: str) -> None:
     rebuilt, _ = hyperparams.rebuild(given, placement)
     assert hyperparams.verify(given, rebuilt) == []
     assert semantic_config(rebuilt) == sent
+
+
+def test_every_model_option_fits_in_sagemakers_hyperparameters() -> None:
+    options = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+    counts = {}
+    for option in options:
+        hps, _ = encoded([f"model={option}"])
+        hyperparams.check_limits(hps)
+        counts[option] = len(hps)
+    assert len(counts) >= 11 and max(counts.values()) <= 80, counts  # as docs/models.md says

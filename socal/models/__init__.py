@@ -12,8 +12,8 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from socal.models.spec import Family, FamilySpec, VideoModel, spec_from_dict, spec_to_dict
 from socal.models.frame_encoder import FrameEncoder
+from socal.models.spec import Family, FamilySpec, VideoModel, spec_from_dict, spec_to_dict
 from socal.models.torchvision_video import TorchvisionVideo
 from socal.models.videomae import VideoMAE
 

@@ -11,7 +11,7 @@ whole 60-second window at 1 fps fits.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import timm
 import torch
@@ -106,6 +106,7 @@ class FrameEncoder(Family):
         return net(clips)
 
     def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
+        assert isinstance(net, FrameEncoderNet)
         encoder = net.encoder
         if hasattr(encoder, "group_matcher"):  # timm's
             groups = _timm_groups(encoder)
@@ -115,9 +116,7 @@ class FrameEncoder(Family):
         return groups + [LayerGroup("head", head, len(groups))]
 
 
-def _temporal_head(
-    features: int, arch: DictConfig, frames: int, dropout: float
-) -> torch.nn.Module:
+def _temporal_head(features: int, arch: DictConfig, frames: int, dropout: float) -> torch.nn.Module:
     kind = TemporalHead(arch.head)
     if kind == TemporalHead.mean:
         return MeanHead(dropout)
@@ -152,21 +151,22 @@ def _torchvision_encoder(name: str, source: Optional[str]) -> tuple[torch.nn.Mod
 
 def _timm_encoder(name: str, source: Optional[str]) -> tuple[torch.nn.Module, int]:
     """A timm model without its classifier (``num_classes=0``: pooled features)."""
-    remote = bool(source) and not is_local(source)
-    hub = remote and source != "pretrained"
+    weights_file = source if source and is_local(source) else None
+    remote = source is not None and weights_file is None
+    hub_id = source if remote and source != "pretrained" else None
     try:
-        net = timm.create_model(source if hub else name, pretrained=remote)
+        net: Any = timm.create_model(hub_id or name, pretrained=remote)
     except (RuntimeError, OSError) as err:
         first = str(err).splitlines()[0]
         raise UserError(f"cannot build timm model {source or name}: {first}") from err
-    if source and is_local(source):
+    if weights_file:
         classifier = net.default_cfg.get("classifier", "head")
-        load_weights_file(net, source, head=(f"{classifier}.",))
+        load_weights_file(net, weights_file, head=(f"{classifier}.",))
     net.reset_classifier(0)
     return net, int(net.num_features)
 
 
-def _timm_groups(encoder: torch.nn.Module) -> list[LayerGroup]:
+def _timm_groups(encoder: Any) -> list[LayerGroup]:
     """timm's own grouping of a model's parameters (stem, then each block)."""
     by_name = dict(encoder.named_parameters())
     layers = timm.models.group_parameters(encoder, encoder.group_matcher(coarse=False))

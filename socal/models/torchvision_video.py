@@ -94,4 +94,3 @@ def _random(name: str, layers: Optional[list[int]]) -> torch.nn.Module:
         raise UserError(f"model.arch.layers applies to {', '.join(RESNET_BLOCKS)} only")
     conv, stem = RESNET_BLOCKS[name]
     return resnet.VideoResNet(resnet.BasicBlock, [conv] * 4, list(layers), stem)
-
