@@ -63,6 +63,8 @@ class Normalization(str, Enum):
     socal_release = "socal_release"
     # torchvision's Kinetics-400 video weights (r2plus1d_18, r3d_18, mvit_v2_s, swin3d_t).
     kinetics = "kinetics"
+    # TimeSformer's training code (PySlowFast's DATA.MEAN and DATA.STD).
+    timesformer = "timesformer"
 
 
 class SplitStrategy(str, Enum):
@@ -123,6 +125,47 @@ class ModelConfig:
 class VideoMAEModelConfig(ModelConfig):
     family: str = "videomae"
     arch: VideoMAEArch = field(default_factory=VideoMAEArch)
+
+
+@dataclass
+class TimesformerArch:
+    """Architecture overrides for a randomly initialised TimeSformer (only set keys apply)."""
+
+    hidden_size: Optional[int] = None
+    num_hidden_layers: Optional[int] = None
+    num_attention_heads: Optional[int] = None
+    intermediate_size: Optional[int] = None
+    image_size: Optional[int] = None
+    patch_size: Optional[int] = None
+
+
+@dataclass
+class TimesformerModelConfig(ModelConfig):
+    family: str = "timesformer"
+    arch: TimesformerArch = field(default_factory=TimesformerArch)
+
+
+@dataclass
+class VJEPA2Arch:
+    """Architecture overrides for a randomly initialised V-JEPA 2 (only set keys apply)."""
+
+    hidden_size: Optional[int] = None
+    num_hidden_layers: Optional[int] = None
+    num_attention_heads: Optional[int] = None
+    crop_size: Optional[int] = None
+    patch_size: Optional[int] = None
+    tubelet_size: Optional[int] = None
+    num_pooler_layers: Optional[int] = None
+    # The self-supervised predictor (unused for classification, frozen): small in tiny options.
+    pred_hidden_size: Optional[int] = None
+    pred_num_hidden_layers: Optional[int] = None
+    pred_num_attention_heads: Optional[int] = None
+
+
+@dataclass
+class VJEPA2ModelConfig(ModelConfig):
+    family: str = "vjepa2"
+    arch: VJEPA2Arch = field(default_factory=VJEPA2Arch)
 
 
 @dataclass
@@ -385,6 +428,8 @@ MODEL_SCHEMAS: dict[str, type] = {
     "videomae": VideoMAEModelConfig,
     "torchvision_video": TorchvisionVideoModelConfig,
     "frame_encoder": FrameEncoderModelConfig,
+    "timesformer": TimesformerModelConfig,
+    "vjepa2": VJEPA2ModelConfig,
 }
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "model": MODEL_SCHEMAS,

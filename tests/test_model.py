@@ -18,7 +18,7 @@ from transformers import (
 
 from socal.config import VideoMAEArch, VideoMAEModelConfig
 from socal.errors import UserError
-from socal.models.videomae import build_videomae as build_model
+from socal.models.videomae import VideoMAE
 
 ARCH = {
     "hidden_size": 32,
@@ -28,6 +28,12 @@ ARCH = {
     "image_size": 32,
 }
 TINY = {**ARCH, "num_frames": 4}
+
+
+def build_model(
+    cfg: VideoMAEModelConfig, num_frames: int, dropout: float | None = None
+) -> VideoMAEForVideoClassification:
+    return VideoMAE().build(cfg, num_frames, dropout)
 
 
 def model_config(**kwargs: object) -> VideoMAEModelConfig:
@@ -62,7 +68,7 @@ def test_a_pretraining_checkpoint_loads_its_encoder_and_classifies_from_the_mean
     pretraining_checkpoint: tuple[Path, dict], caplog: pytest.LogCaptureFixture
 ) -> None:
     path, saved = pretraining_checkpoint
-    with caplog.at_level(logging.INFO, logger="socal.models.videomae"):
+    with caplog.at_level(logging.INFO, logger="socal.models.hf_video"):
         model = build_model(model_config(source=str(path)), num_frames=4).eval()
     assert model.config.use_mean_pooling and model.fc_norm is not None
     loaded = model.videomae.state_dict()

@@ -11,7 +11,14 @@ import torchvision
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from torchvision.models.video import resnet
-from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+from transformers import (
+    TimesformerConfig,
+    TimesformerForVideoClassification,
+    VideoMAEConfig,
+    VideoMAEForVideoClassification,
+    VJEPA2Config,
+    VJEPA2Model,
+)
 
 from socal.config import compose_train
 from socal.errors import UserError
@@ -113,3 +120,41 @@ def test_frame_encoders_load_torchvision_and_timm_state_dicts(tmp_path: Path) ->
     assert set(encoder) == {k for k in net.state_dict() if not k.startswith("fc.")}
     with pytest.raises(UserError, match="mis-shapes"):
         build_model(OmegaConf.merge(tv, {"source": str(tmp_path / "test_resnet.safetensors")}), 4)
+
+
+TIMESFORMER = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+TIMESFORMER |= {"intermediate_size": 64, "image_size": 32, "patch_size": 16, "num_frames": 4}
+VJEPA2 = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "crop_size": 32}
+VJEPA2 |= {"patch_size": 16, "frames_per_clip": 4, "pred_hidden_size": 32}
+VJEPA2 |= {"pred_num_hidden_layers": 1, "pred_num_attention_heads": 2, "num_pooler_layers": 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "saved"),
+    [
+        # A Kinetics-style classifier: its 400-class head is replaced.
+        ("timesformer_tiny", lambda: TimesformerForVideoClassification(
+            TimesformerConfig(**TIMESFORMER, num_labels=400))),
+        # The self-supervised encoder + predictor: pooler and classifier are new.
+        ("vjepa2_tiny", lambda: VJEPA2Model(VJEPA2Config(**VJEPA2))),
+    ],
+)  # fmt: skip
+def test_transformers_checkpoints_saved_with_save_pretrained_load(
+    tmp_path: Path, name: str, saved: object
+) -> None:
+    torch.manual_seed(5)
+    reference = saved()  # type: ignore[operator]
+    reference.save_pretrained(tmp_path / "saved")
+    model = build_model(option(name, f"model.source={tmp_path / 'saved'}"), 4)
+    loaded = model.net.state_dict()
+    prefix = model.net.base_model_prefix + "."
+    encoder = {k: v for k, v in reference.state_dict().items() if not k.startswith("classifier.")}
+    encoder = {k if k.startswith(prefix) else prefix + k: v for k, v in encoder.items()}
+    assert encoder and all(torch.equal(loaded[k], v) for k, v in encoder.items())
+    assert model(torch.randn(2, 4, 3, 32, 32)).shape == (2,)
+
+    # Another family's checkpoint of the same width: its weights do not fit this encoder.
+    other = VideoMAEForVideoClassification(VideoMAEConfig(**ARCH, num_frames=4))
+    other.save_pretrained(tmp_path / "videomae")
+    with pytest.raises(UserError, match=r"lacks \d+ encoder weights .*checkpoint of this shape"):
+        build_model(option(name, f"model.source={tmp_path / 'videomae'}"), 4)

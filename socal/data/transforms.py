@@ -25,6 +25,8 @@ MEAN_STD: dict[Normalization, tuple[tuple[float, ...], tuple[float, ...]]] = {
     Normalization.videomae: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     # torchvision's video weights (its VideoClassification transforms).
     Normalization.kinetics: ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
+    # TimeSformer was trained with PySlowFast's defaults.
+    Normalization.timesformer: ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
     # Measured on all frames of the public SOCAL release (dark and red): fixed constants, not
     # the statistics of a run's training split, and the test trials' frames are part of them.
     Normalization.socal_release: ((0.321, 0.089, 0.117), (0.352, 0.159, 0.190)),

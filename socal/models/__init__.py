@@ -14,12 +14,15 @@ from omegaconf import DictConfig
 
 from socal.models.frame_encoder import FrameEncoder
 from socal.models.spec import Family, FamilySpec, VideoModel, spec_from_dict, spec_to_dict
+from socal.models.timesformer import TimeSformer
 from socal.models.torchvision_video import TorchvisionVideo
 from socal.models.videomae import VideoMAE
+from socal.models.vjepa2 import VJEPA2
 
 __all__ = ["FAMILIES", "build_model", "family_of", "model_spec", "spec_from_dict", "spec_to_dict"]
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (VideoMAE(), TorchvisionVideo(), FrameEncoder())
+    family.name: family
+    for family in (VideoMAE(), VJEPA2(), TimeSformer(), TorchvisionVideo(), FrameEncoder())
 }
 
 

@@ -1,0 +1,115 @@
+"""What the transformers video families share: hub or local weights, a new head, groups.
+
+A family here names its transformers classes and the modules that are new when its encoder is
+loaded from a checkpoint (the head); loading refuses a checkpoint that lacks anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import torch
+from omegaconf import DictConfig
+from transformers import PretrainedConfig, PreTrainedModel
+
+from socal.errors import UserError
+from socal.models.spec import Family, LayerGroup
+from socal.models.weights import is_local
+
+log = logging.getLogger(__name__)
+
+
+class HFVideoFamily(Family):
+    """A transformers ``...ForVideoClassification`` with one output."""
+
+    config_class: ClassVar[type[PretrainedConfig]]
+    model_class: ClassVar[type[PreTrainedModel]]
+    head: ClassVar[tuple[str, ...]]  # state-dict prefixes new in a model loaded from an encoder
+    dropout_keys: ClassVar[tuple[str, ...]] = (
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+    )
+
+    def overrides(self, cfg: DictConfig, num_frames: int) -> dict:
+        """Config values every option of the family gets (beyond one label and dropout)."""
+        return {}
+
+    def hub_config(self, cfg: DictConfig) -> Any:
+        """The option's transformers config, without building it (the hub's or the default)."""
+        if cfg.source is None:
+            return self.config_class(**_set(cfg.arch))
+        try:
+            return self.config_class.from_pretrained(cfg.source)
+        except OSError:
+            log.warning("cannot read %s's config: assuming the family's default", cfg.source)
+            return self.config_class()
+
+    def build(self, cfg: DictConfig, num_frames: int, dropout: Optional[float]) -> torch.nn.Module:
+        overrides = {"num_labels": 1, **self.overrides(cfg, num_frames)}
+        if dropout is not None:
+            overrides |= dict.fromkeys(self.dropout_keys, dropout)
+        if cfg.source is None:
+            arch = _set(cfg.arch)
+            model = self.model_class(self.config_class(**{**arch, **overrides}))
+            log.info("model: randomly initialised %s %s", self.name, arch)
+        else:
+            model = self.from_pretrained(cfg.source, overrides)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        return model
+
+    def from_pretrained(self, source: str, overrides: dict) -> PreTrainedModel:
+        is_path = is_local(source)
+        if is_path and not Path(source).expanduser().is_dir():
+            raise UserError(f"model.source={source} is not a directory saved with save_pretrained")
+        try:
+            model, info = self.model_class.from_pretrained(
+                str(Path(source).expanduser()) if is_path else source,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+                **overrides,
+            )
+        except OSError as err:
+            raise UserError(
+                f"cannot load model '{source}': {str(err).splitlines()[0]} -- check the name, "
+                "your network or HF cache, or set model.source to a directory saved with "
+                "save_pretrained"
+            ) from err
+        new = sorted({*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])})
+        not_head = [key for key in new if not key.startswith(self.head)]
+        if not_head:
+            shown = ", ".join(not_head[:3]) + (", ..." if len(not_head) > 3 else "")
+            raise UserError(
+                f"model.source={source} lacks {len(not_head)} encoder weights ({shown}): "
+                f"not a {self.name} checkpoint of this shape"
+            )
+        log.info("model: %s; new (randomly initialised): %s", source, ", ".join(new) or "nothing")
+        return model
+
+    def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        return net(pixel_values=clips).logits.squeeze(-1)
+
+    def architecture(self, net: torch.nn.Module) -> dict:
+        return net.config.to_dict()
+
+    def rebuild(self, cfg: DictConfig, architecture: dict, num_frames: int) -> torch.nn.Module:
+        return self.model_class(self.config_class.from_dict(architecture))
+
+
+def encoder_groups(
+    embeddings: torch.nn.Module, layers: list[torch.nn.Module], head: list[torch.nn.Module]
+) -> list[LayerGroup]:
+    """Embeddings at depth 0, each transformer layer one deeper, the head modules last."""
+    groups = [LayerGroup("embeddings", list(embeddings.parameters()), 0)]
+    groups += [
+        LayerGroup(f"layer.{i}", list(layer.parameters()), i + 1) for i, layer in enumerate(layers)
+    ]
+    params = [p for module in head if module is not None for p in module.parameters()]
+    return groups + [LayerGroup("head", params, len(layers) + 1)]
+
+
+def _set(arch: DictConfig) -> dict:
+    """The architecture keys an option sets (null: the transformers default)."""
+    return {key: value for key, value in arch.items() if value is not None}
