@@ -65,7 +65,7 @@ class HFVideoFamily(Family):
         if is_path and not Path(source).expanduser().is_dir():
             raise UserError(f"model.source={source} is not a directory saved with save_pretrained")
         try:
-            model, info = self.model_class.from_pretrained(
+            loaded: Any = self.model_class.from_pretrained(
                 str(Path(source).expanduser()) if is_path else source,
                 ignore_mismatched_sizes=True,
                 output_loading_info=True,
@@ -77,6 +77,7 @@ class HFVideoFamily(Family):
                 "your network or HF cache, or set model.source to a directory saved with "
                 "save_pretrained"
             ) from err
+        model, info = loaded
         new = sorted({*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])})
         not_head = [key for key in new if not key.startswith(self.head)]
         if not_head:
@@ -91,7 +92,7 @@ class HFVideoFamily(Family):
     def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         return net(pixel_values=clips).logits.squeeze(-1)
 
-    def architecture(self, net: torch.nn.Module) -> dict:
+    def architecture(self, net: Any) -> dict:
         return net.config.to_dict()
 
     def rebuild(self, cfg: DictConfig, architecture: dict, num_frames: int) -> torch.nn.Module:

@@ -8,7 +8,8 @@ more memory than a VideoMAE of the same width.
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from omegaconf import DictConfig
 from transformers import TimesformerConfig, TimesformerForVideoClassification
 
@@ -36,7 +37,7 @@ class TimeSformer(HFVideoFamily):
         # A random model's time embeddings are sized for the run; a pretrained one keeps its own.
         return {"num_frames": num_frames} if cfg.source is None else {}
 
-    def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
+    def layer_groups(self, net: Any) -> list[LayerGroup]:
         encoder = net.timesformer
         head = [encoder.layernorm, net.classifier]
         return encoder_groups(encoder.embeddings, list(encoder.encoder.layer), head)

@@ -10,9 +10,9 @@ what its encoder was trained to summarise.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
 from socal.config import Normalization
@@ -41,7 +41,7 @@ class VideoMAE(HFVideoFamily):
         # num_frames. A pretrained classification head (Kinetics' 400 classes) is replaced.
         return {"num_frames": num_frames, "use_mean_pooling": True}
 
-    def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
+    def layer_groups(self, net: Any) -> list[LayerGroup]:
         encoder = net.videomae
         head = [net.fc_norm, net.classifier, encoder.layernorm]
         return encoder_groups(encoder.embeddings, list(encoder.encoder.layer), head)
@@ -50,11 +50,5 @@ class VideoMAE(HFVideoFamily):
 def load_format1(directory: Path) -> VideoModel:
     """A package written before the model seam: a VideoMAE ``save_pretrained`` folder."""
     net = VideoMAEForVideoClassification.from_pretrained(directory)
-    spec = FamilySpec(
-        layout=Layout.BTCHW,
-        image_size=int(net.config.image_size),
-        frames=FrameRule(multiple_of=int(net.config.tubelet_size)),
-        normalization=Normalization.imagenet,
-        gradient_checkpointing=True,
-    )
-    return VideoModel(VideoMAE(), net, spec)
+    family = VideoMAE()
+    return VideoModel(family, net, family.spec(OmegaConf.create({"source": str(directory)})))

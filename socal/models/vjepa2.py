@@ -9,7 +9,7 @@ frozen, so it is neither trained nor in the optimizer.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -38,14 +38,14 @@ class VJEPA2(HFVideoFamily):
         )
 
     def build(self, cfg: DictConfig, num_frames: int, dropout: Optional[float]) -> torch.nn.Module:
-        net = super().build(cfg, num_frames, dropout)
+        net: Any = super().build(cfg, num_frames, dropout)
         net.vjepa2.predictor.requires_grad_(False)
         return net
 
     def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         return net(pixel_values_videos=clips).logits.squeeze(-1)
 
-    def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
+    def layer_groups(self, net: Any) -> list[LayerGroup]:
         encoder = net.vjepa2.encoder
         head = [encoder.layernorm, net.pooler, net.classifier]
         return encoder_groups(encoder.embeddings, list(encoder.layer), head)
