@@ -119,6 +119,9 @@ class ModelConfig:
     # null builds a randomly initialised model from the option's ``arch`` (no download).
     source: Optional[str] = None
     gradient_checkpointing: bool = False
+    # none; encoder (train the head only: a linear probe); or N: the input group (embeddings,
+    # stem) and the next N layer groups (blocks, stages) stay as loaded.
+    freeze: str = "none"
 
 
 @dataclass
@@ -328,7 +331,24 @@ class EvalConfig:
 
 
 @dataclass
-class AdamWConfig:
+class OptimizerConfig:
+    """What socal does with the model's layer groups before the torch optimizer sees them
+    (socal.training.optim); the other keys are the optimizer's own arguments."""
+
+    _target_: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0
+    # Layer-wise learning-rate decay: group at depth d of D gets lr * layer_decay ** (D - d)
+    # (transformer blocks, CNN stages); 1.0 is one learning rate for the whole encoder.
+    layer_decay: float = 1.0
+    # The new head's learning rate is lr * head_lr_scale.
+    head_lr_scale: float = 1.0
+    # false: no weight decay on biases, norm weights, position embeddings and tokens.
+    decay_biases_and_norms: bool = False
+
+
+@dataclass
+class AdamWConfig(OptimizerConfig):
     _target_: str = "torch.optim.AdamW"
     lr: float = 5e-5
     weight_decay: float = 0.05
@@ -336,7 +356,7 @@ class AdamWConfig:
 
 
 @dataclass
-class SGDConfig:
+class SGDConfig(OptimizerConfig):
     _target_: str = "torch.optim.SGD"
     lr: float = 1e-3
     weight_decay: float = 1e-4

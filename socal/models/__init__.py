@@ -12,6 +12,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
+from socal.errors import UserError
 from socal.models.frame_encoder import FrameEncoder
 from socal.models.spec import Family, FamilySpec, VideoModel, spec_from_dict, spec_to_dict
 from socal.models.timesformer import TimeSformer
@@ -39,4 +40,26 @@ def build_model(cfg: DictConfig, num_frames: int, dropout: Optional[float] = Non
     family = family_of(cfg)
     spec = family.spec(cfg)
     spec.frames.check(num_frames, family.name)
-    return VideoModel(family, family.build(cfg, num_frames, dropout), spec)
+    model = VideoModel(family, family.build(cfg, num_frames, dropout), spec)
+    freeze(model, str(cfg.freeze))
+    return model
+
+
+def freeze(model: VideoModel, setting: str) -> None:
+    """``model.freeze``: ``none``, ``encoder`` (all but the head) or ``N`` (the input group and
+    the next N). Frozen parameters get no gradient, so the optimizer never holds them."""
+    groups = model.layer_groups()
+    if setting == "none":
+        return
+    if setting == "encoder":
+        count = len(groups) - 1
+    elif setting.isdigit() and int(setting) + 1 < len(groups):
+        count = int(setting) + 1
+    else:
+        raise UserError(
+            f"model.freeze={setting}: none, encoder, or a number of layer groups below "
+            f"{len(groups) - 1} ({', '.join(g.name for g in groups)})"
+        )
+    for group in groups[:count]:
+        for param in group.params:
+            param.requires_grad_(False)

@@ -30,6 +30,7 @@ from socal.training import checkpoint
 from socal.training.distributed import Dist, all_gather, barrier, broadcast, broadcast_module
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
+from socal.training.optim import base_lr
 from socal.training.runtime import autocast, rng_state, set_rng_state
 from socal.training.task import TASKS
 
@@ -324,7 +325,7 @@ class Engine:
             "epoch": self.epoch + 1,
             "train_loss": train_loss,
             **{f"val_{k}": v for k, v in metrics.items() if not isinstance(v, list)},
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": base_lr(self.optimizer),
         }
         value = row[self.monitor]
         if math.isnan(value):
