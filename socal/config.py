@@ -498,9 +498,13 @@ def semantic_config(cfg: DictConfig) -> dict:
 
 
 def fingerprint(cfg: DictConfig) -> str:
-    """A short hash of what a run computes: equal configs give equal fingerprints."""
+    """A short hash of what a run computes: equal configs give equal fingerprints.
+
+    It starts with a letter: a hex string such as ``2068559982e89758`` is a JSON number, which
+    SageMaker's transport turns into ``Infinity`` on its way to the instance.
+    """
     text = json.dumps(semantic_config(cfg), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return "c" + hashlib.sha256(text.encode()).hexdigest()[:15]
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

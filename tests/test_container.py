@@ -169,3 +169,12 @@ def test_instance_requirements_pin_every_dependency_within_the_project_ranges() 
             continue
         assert req.name in pins, f"{req.name} is not pinned in socal/requirements/instance.txt"
         assert req.specifier.contains(pins[req.name]), (req, pins[req.name])
+
+
+def test_the_fingerprint_survives_sagemakers_transport() -> None:
+    """A hex fingerprint of digits and one ``e`` is a JSON number: the driver passed it on as
+    ``Infinity`` and every such job failed its config check. A fingerprint starts with a letter."""
+    assert hyperparams.transported("2068559982e89758") == "Infinity"
+    hps, _ = encoded(TINY)
+    fingerprint = hps[hyperparams.FINGERPRINT_KEY]
+    assert fingerprint[0].isalpha() and hyperparams.transported(fingerprint) == fingerprint
