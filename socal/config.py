@@ -97,8 +97,9 @@ class ClassWeight(str, Enum):
 
 
 @dataclass
-class VideoMAEArch:
-    """Architecture overrides for a randomly initialised VideoMAE (only set keys are applied)."""
+class TimesformerArch:
+    """Architecture overrides for a randomly initialised ViT-style video transformer (only set
+    keys are applied); TimeSformer has these, VideoMAE adds its tubelet size."""
 
     hidden_size: Optional[int] = None
     num_hidden_layers: Optional[int] = None
@@ -106,6 +107,10 @@ class VideoMAEArch:
     intermediate_size: Optional[int] = None
     image_size: Optional[int] = None
     patch_size: Optional[int] = None
+
+
+@dataclass
+class VideoMAEArch(TimesformerArch):
     tubelet_size: Optional[int] = None
 
 
@@ -128,18 +133,6 @@ class ModelConfig:
 class VideoMAEModelConfig(ModelConfig):
     family: str = "videomae"
     arch: VideoMAEArch = field(default_factory=VideoMAEArch)
-
-
-@dataclass
-class TimesformerArch:
-    """Architecture overrides for a randomly initialised TimeSformer (only set keys apply)."""
-
-    hidden_size: Optional[int] = None
-    num_hidden_layers: Optional[int] = None
-    num_attention_heads: Optional[int] = None
-    intermediate_size: Optional[int] = None
-    image_size: Optional[int] = None
-    patch_size: Optional[int] = None
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_a_linear_probe_trains_the_head_only(tmp_path: Path) -> None:
     assert all(torch.equal(trained[k], v) for k, v in initial.items() if not k.startswith(head))
     assert not all(torch.equal(trained[k], initial[k]) for k in trained if k.startswith(head))
     optimizer = build_optimizer(cfg.optimizer, build_model(cfg.model, 4))
-    held = {n for g in optimizer.param_groups for n in [g["name"]]}
+    held = {group["name"] for group in optimizer.param_groups}
     assert held <= {"head", "head/no_decay"}
 
 
