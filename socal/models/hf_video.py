@@ -31,6 +31,7 @@ class HFVideoFamily(Family):
         "hidden_dropout_prob",
         "attention_probs_dropout_prob",
     )
+    drop_path_key: ClassVar[Optional[str]] = "drop_path_rate"  # None: no stochastic depth
 
     def overrides(self, cfg: DictConfig, num_frames: int) -> dict:
         """Config values every option of the family gets (beyond one label and dropout)."""
@@ -50,6 +51,13 @@ class HFVideoFamily(Family):
         overrides = {"num_labels": 1, **self.overrides(cfg, num_frames)}
         if dropout is not None:
             overrides |= dict.fromkeys(self.dropout_keys, dropout)
+        if cfg.drop_path is not None:
+            if self.drop_path_key is None:
+                raise UserError(
+                    f"model.drop_path={cfg.drop_path}: transformers' {self.name} has no "
+                    "stochastic depth (drop path)"
+                )
+            overrides[self.drop_path_key] = cfg.drop_path
         if cfg.source is None:
             arch = _set(cfg.arch)
             model = self.model_class(self.config_class(**{**arch, **overrides}))

@@ -8,10 +8,12 @@ more memory than a VideoMAE of the same width.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
 from transformers import TimesformerConfig, TimesformerForVideoClassification
+from transformers.models.timesformer.modeling_timesformer import TimesformerDropPath
 
 from socal.config import Normalization
 from socal.models.hf_video import HFVideoFamily, encoder_groups
@@ -23,6 +25,9 @@ class TimeSformer(HFVideoFamily):
     config_class = TimesformerConfig
     model_class = TimesformerForVideoClassification
     head = ("classifier.",)
+    # transformers types TimesformerConfig.drop_path_rate as an int (0.1 fails validation): the
+    # rate is set on the layers instead, by the config's own rule (linear from 0 to the rate).
+    drop_path_key = None
 
     def spec(self, cfg: DictConfig) -> FamilySpec:
         return FamilySpec(
@@ -36,6 +41,16 @@ class TimeSformer(HFVideoFamily):
     def overrides(self, cfg: DictConfig, num_frames: int) -> dict:
         # A random model's time embeddings are sized for the run; a pretrained one keeps its own.
         return {"num_frames": num_frames} if cfg.source is None else {}
+
+    def build(self, cfg: DictConfig, num_frames: int, dropout: Optional[float]) -> torch.nn.Module:
+        rate = cfg.drop_path
+        net: Any = super().build(OmegaConf.merge(cfg, {"drop_path": None}), num_frames, dropout)
+        if rate is not None:
+            layers = net.timesformer.encoder.layer
+            for i, layer in enumerate(layers):
+                p = rate * i / max(len(layers) - 1, 1)
+                layer.drop_path = TimesformerDropPath(p) if p > 0 else torch.nn.Identity()
+        return net
 
     def layer_groups(self, net: Any) -> list[LayerGroup]:
         encoder = net.timesformer
