@@ -37,6 +37,14 @@ class HFVideoFamily(Family):
         """Config values every option of the family gets (beyond one label and dropout)."""
         return {}
 
+    def drop_path_overrides(self, rate: float) -> dict:
+        """Config values for ``model.drop_path``; a one-line error where the family has none."""
+        if self.drop_path_key is None:
+            raise UserError(
+                f"model.drop_path={rate}: transformers' {self.name} has no stochastic depth"
+            )
+        return {self.drop_path_key: rate}
+
     def hub_config(self, cfg: DictConfig) -> Any:
         """The option's transformers config, without building it (the hub's or the default)."""
         if cfg.source is None:
@@ -52,12 +60,7 @@ class HFVideoFamily(Family):
         if dropout is not None:
             overrides |= dict.fromkeys(self.dropout_keys, dropout)
         if cfg.drop_path is not None:
-            if self.drop_path_key is None:
-                raise UserError(
-                    f"model.drop_path={cfg.drop_path}: transformers' {self.name} has no "
-                    "stochastic depth (drop path)"
-                )
-            overrides[self.drop_path_key] = cfg.drop_path
+            overrides |= self.drop_path_overrides(cfg.drop_path)
         if cfg.source is None:
             arch = _set(cfg.arch)
             model = self.model_class(self.config_class(**{**arch, **overrides}))

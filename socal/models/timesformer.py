@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers import TimesformerConfig, TimesformerForVideoClassification
 from transformers.models.timesformer.modeling_timesformer import TimesformerDropPath
 
@@ -25,9 +25,6 @@ class TimeSformer(HFVideoFamily):
     config_class = TimesformerConfig
     model_class = TimesformerForVideoClassification
     head = ("classifier.",)
-    # transformers types TimesformerConfig.drop_path_rate as an int (0.1 fails validation): the
-    # rate is set on the layers instead, by the config's own rule (linear from 0 to the rate).
-    drop_path_key = None
 
     def spec(self, cfg: DictConfig) -> FamilySpec:
         return FamilySpec(
@@ -42,10 +39,14 @@ class TimeSformer(HFVideoFamily):
         # A random model's time embeddings are sized for the run; a pretrained one keeps its own.
         return {"num_frames": num_frames} if cfg.source is None else {}
 
+    def drop_path_overrides(self, rate: float) -> dict:
+        # transformers types TimesformerConfig.drop_path_rate as an int (0.1 fails validation):
+        # build sets the rate on the layers instead, by the config's own rule (linear from 0).
+        return {}
+
     def build(self, cfg: DictConfig, num_frames: int, dropout: Optional[float]) -> torch.nn.Module:
-        rate = cfg.drop_path
-        net: Any = super().build(OmegaConf.merge(cfg, {"drop_path": None}), num_frames, dropout)
-        if rate is not None:
+        net: Any = super().build(cfg, num_frames, dropout)
+        if (rate := cfg.drop_path) is not None:
             layers = net.timesformer.encoder.layer
             for i, layer in enumerate(layers):
                 p = rate * i / max(len(layers) - 1, 1)
