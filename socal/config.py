@@ -49,6 +49,7 @@ NON_SEMANTIC_KEYS = (
     "eval.seed",
     "eval.bins",
     "eval.plots",
+    "eval.explain",
 )
 
 
@@ -251,6 +252,9 @@ class SyntheticDataConfig:
     seed: int = 0
     size: str = "small"
     length_leaks: bool = True
+    # disc: a blood pool that grows for failures; planted: a green square in a known span of
+    # seconds and part of the frame, for failures only (explanations must find it); none.
+    signal: str = "disc"
 
 
 @dataclass
@@ -342,6 +346,9 @@ class EvalConfig:
     # the mean of theirs. They change validation, so model selection: in the fingerprint.
     clips: int = 1
     flip: bool = False
+    # Explain the test trials at the end of the run (socal.explain, default settings) into
+    # <run>/explanations/, which a SageMaker job's output.tar.gz then holds.
+    explain: bool = False
 
 
 @dataclass
@@ -457,6 +464,40 @@ class PredictConfig:
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
 
+class OcclusionBaseline(str, Enum):
+    neutral = "neutral"  # the normalisation's mean colour (0 after normalising)
+    neighbour = "neighbour"  # the clip's previous frame (its first frame: the next one)
+
+
+@dataclass
+class ExplainSettings:
+    """What ``socal.explain`` computes for each trial (README, "Explanations")."""
+
+    baseline: OcclusionBaseline = OcclusionBaseline.neutral
+    # Seconds with the largest attribution that also get spatial maps.
+    top_seconds: int = 3
+    # Occlusion patches per side of the frame, for the spatial occlusion map.
+    patches: int = 4
+    # Also a gradient map of the top seconds: Grad-CAM where the family has a convolutional
+    # last stage, integrated gradients (``ig_steps`` steps) elsewhere.
+    gradient: bool = True
+    ig_steps: int = 16
+    # Perturbed clips per forward pass.
+    batch: int = 16
+    # The trials to explain (null: every trial with frames), by trial id.
+    trials: Optional[list[str]] = None
+
+
+@dataclass
+class ExplainConfig:
+    """``explain.py``: a trained model, the trials to explain and how."""
+
+    run: str = MISSING
+    data: PredictData = field(default_factory=PredictData)
+    device: Device = Device.auto
+    explain: ExplainSettings = field(default_factory=ExplainSettings)
+
+
 # model.family -> its schema (conf/model/*.yaml name it in their defaults list).
 MODEL_SCHEMAS: dict[str, type] = {
     "videomae": VideoMAEModelConfig,
@@ -477,6 +518,7 @@ def register() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="predict_schema", node=PredictConfig)
+    store.store(name="explain_schema", node=ExplainConfig)
     # Under schema/<group>/ so that they are not listed among the group's own options.
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():

@@ -5,6 +5,7 @@ Also what SageMaker runs: the source archive's ``train.py`` calls ``main``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 from socal import console
 from socal.config import CONFIG_PATH, register
 from socal.errors import exit_on_user_error
+from socal.explain.trials import explain_run
 from socal.sagemaker import container
 from socal.training.run import run
 
@@ -30,6 +32,8 @@ def train(cfg: DictConfig) -> float:
         metrics = run(cfg, run_dir)
         if metrics is None:  # stopped by SIGTERM / Ctrl-C after saving a checkpoint
             sys.exit(0)  # and a sweep stops too, rather than starting its next job
+        if cfg.eval.explain and os.environ.get("RANK", "0") == "0":
+            explain_run(run_dir, cfg)  # into <run>/explanations, before publishing
         container.publish(cfg, run_dir)  # SageMaker only: model, config, metrics -> SM_MODEL_DIR
     return metrics["best_val"][cfg.trainer.early_stopping.metric]
 

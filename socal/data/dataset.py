@@ -35,11 +35,13 @@ log = logging.getLogger(__name__)
 
 
 class ClipDataset(Dataset):
-    """Yields ``{"pixel_values": (T, C, H, W) uint8, "label", "index", "sample", "augment"}``.
+    """Yields ``{"pixel_values": (T, C, H, W) uint8, "label", "index", "sample", "positions",
+    "augment"}``.
 
     ``index`` is the trial's, ``sample`` the view's own position in the dataset (evaluation
-    averages the views of a trial). ``augment`` holds the clip's flip and colour parameters and
-    its normalisation, for ``finish_clips`` (the engine applies it to the batch on its device).
+    averages the views of a trial), ``positions`` the frame index of each clip frame.
+    ``augment`` holds the clip's flip and colour parameters and its normalisation, for
+    ``finish_clips`` (the engine applies it to the batch on its device).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class ClipDataset(Dataset):
             "label": trial.label,
             "index": index,
             "sample": sample,
+            "positions": torch.from_numpy(positions),  # which second each frame is
             "augment": params_tensors(params, self.data.normalization),
         }
 

@@ -4,7 +4,9 @@ Traps reproduced from the real release: trials split into ``<trial>a``/``<trial>
 videos, a trial with frames but no outcome row, outcome rows without video, two
 resolutions, ``NA`` values, and (optionally) video length leaking the label.
 The label signal lives in each trial's first 60 frames: a red "blood pool" disc that
-grows for failures and shrinks for successes.
+grows for failures and shrinks for successes. ``signal="planted"`` replaces it with a signal
+whose place is known, for testing explanations: a green square in the top-left quarter of the
+frame's centre square (``planted_box``), in seconds 20-29 (``PLANTED_SECONDS``) of failures only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from socal.errors import UserError
 
 MARKER = ".socal-synthetic.json"
 SIGNAL_FRAMES = 60
+SIGNALS = ("disc", "planted", "none")
+PLANTED_SECONDS = range(20, 30)
+_PLANTED = np.array([0.10, 0.90, 0.20], np.float32)
 OUTCOME_COLUMNS = [
     "trial_id",
     "participant_id",
@@ -64,6 +69,7 @@ class SyntheticSpec:
     mapping_csv: bool = True  # False: no frame_to_trial_mapping.csv
     ext: str = "jpeg"  # "jpeg" or "jpg"
     quality: int = 90
+    signal: str = "disc"  # one of SIGNALS
 
     def __post_init__(self) -> None:
         checks = [
@@ -77,6 +83,7 @@ class SyntheticSpec:
                 self.min_frames < self.max_frames or not self.length_leaks,
             ),
             ("quality in 1..100", 1 <= self.quality <= 100),
+            (f"signal one of {', '.join(SIGNALS)}", self.signal in SIGNALS),
         ]
         bad = [msg for msg, ok in checks if not ok]
         if bad:
@@ -122,7 +129,14 @@ def _plan(spec: SyntheticSpec, rng: np.random.Generator) -> list[_Trial]:
     return trials
 
 
-def _frames(trial: _Trial, rng: np.random.Generator) -> Iterator[np.ndarray]:
+def planted_box(width: int, height: int) -> tuple[slice, slice]:
+    """Where ``signal="planted"`` draws: the top-left quarter of the frame's centre square,
+    which a centre crop of the short side keeps as its own top-left quarter."""
+    left = (width - height) // 2
+    return slice(0, height // 2), slice(left, left + height // 2)
+
+
+def _frames(trial: _Trial, rng: np.random.Generator, signal: str) -> Iterator[np.ndarray]:
     """Yield uint8 RGB frames in true order; one noise texture per trial, shifted per frame."""
     w, h = trial.size
     pad = max(4, h // 4)
@@ -142,13 +156,16 @@ def _frames(trial: _Trial, rng: np.random.Generator) -> Iterator[np.ndarray]:
         oy = int(pad / 2 * (1 + math.sin(0.11 * i + ph[1])))
         patch = texture[oy : oy + h, ox : ox + w]
         frame = brightness * (_BG_MEAN + patch)
-        radius = h * (r0 + (r1 - r0) * min(i, SIGNAL_FRAMES - 1) / (SIGNAL_FRAMES - 1))
-        disc = dist2 <= radius * radius
-        frame[disc] = _BLOOD + 0.5 * patch[disc]
+        if signal == "disc":
+            radius = h * (r0 + (r1 - r0) * min(i, SIGNAL_FRAMES - 1) / (SIGNAL_FRAMES - 1))
+            disc = dist2 <= radius * radius
+            frame[disc] = _BLOOD + 0.5 * patch[disc]
         x0 = int((w - tool_w) * (0.5 + 0.5 * math.sin(0.09 * i + ph[2])))
         y0 = int((h - tool_h) * (0.5 + 0.5 * math.sin(0.07 * i + ph[3])))
         tool = (slice(y0, y0 + tool_h), slice(x0, x0 + tool_w))
         frame[tool] = _TOOL + 0.3 * patch[tool]
+        if signal == "planted" and not trial.success and i in PLANTED_SECONDS:
+            frame[planted_box(w, h)] = _PLANTED
         yield (np.clip(frame, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
@@ -204,7 +221,7 @@ def generate(out_dir: Path, spec: SyntheticSpec, progress: bool = True) -> Path:
     trials = _plan(spec, rng)
     mapping = []
     for index, trial in enumerate(tqdm(trials, desc="synthetic SOCAL", disable=not progress)):
-        frames = _frames(trial, np.random.default_rng([spec.seed, index]))
+        frames = _frames(trial, np.random.default_rng([spec.seed, index]), spec.signal)
         for i, pixels in enumerate(frames):
             name = _file_name(trial, i, spec.ext)
             Image.fromarray(pixels).save(images / name, format="JPEG", quality=spec.quality)
@@ -225,8 +242,11 @@ def generate(out_dir: Path, spec: SyntheticSpec, progress: bool = True) -> Path:
 
 
 def _matches(root: Path, spec: SyntheticSpec) -> bool:
+    """Whether ``root`` was generated from ``spec`` (a key its marker lacks had the default)."""
     marker = root / MARKER
-    return marker.is_file() and json.loads(marker.read_text()) == asdict(spec)
+    if not marker.is_file():
+        return False
+    return {**asdict(SyntheticSpec()), **json.loads(marker.read_text())} == asdict(spec)
 
 
 def ensure_synthetic(root: Path, spec: SyntheticSpec, progress: bool = True) -> Path:
@@ -278,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-length-leak", dest="length_leaks", action="store_false")
     parser.add_argument("--no-mapping", dest="mapping_csv", action="store_false")
     parser.add_argument("--ext", choices=["jpeg", "jpg"], default=SyntheticSpec.ext)
+    parser.add_argument("--signal", choices=SIGNALS, default=SyntheticSpec.signal)
     args = vars(parser.parse_args(argv))
     out_dir = args.pop("out_dir")
     try:

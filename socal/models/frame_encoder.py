@@ -113,6 +113,9 @@ class FrameEncoder(Family):
     def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         return net(clips)
 
+    def gradcam_layer(self, net: torch.nn.Module) -> Optional[torch.nn.Module]:
+        return getattr(net.encoder, "layer4", None)  # ResNets (torchvision's and timm's)
+
     def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
         assert isinstance(net, FrameEncoderNet)
         encoder = net.encoder

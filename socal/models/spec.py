@@ -113,6 +113,11 @@ class Family(ABC):
         """An untrained ``net`` of the packaged shape, for its saved weights (no download)."""
         return self.build(OmegaConf.merge(cfg, {"source": None}), num_frames, None)
 
+    def gradcam_layer(self, net: torch.nn.Module) -> Optional[torch.nn.Module]:
+        """The convolutional stage whose activations Grad-CAM weighs (the last one), or None
+        where the family has none (its explanations use integrated gradients instead)."""
+        return None
+
 
 class VideoModel(torch.nn.Module):
     """A family's library model behind the engine's protocol: clips in, one output per clip."""

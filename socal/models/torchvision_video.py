@@ -77,6 +77,9 @@ class TorchvisionVideo(Family):
     def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         return net(clips.transpose(1, 2)).squeeze(-1)
 
+    def gradcam_layer(self, net: torch.nn.Module) -> Optional[torch.nn.Module]:
+        return net.layer4 if isinstance(net, resnet.VideoResNet) else None  # MViT, Swin: none
+
     def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
         head = "fc" if isinstance(net, resnet.VideoResNet) else "head"
         return ordered_groups(net, head=(head,), expand=("features", "blocks"))
