@@ -61,7 +61,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
 
 
 def log_scale(values: np.ndarray) -> np.ndarray:
-    """``log1p`` of a non-negative quantity (blood loss in mL); a negative prediction counts as 0."""
+    """``log1p`` of a non-negative quantity (blood loss, mL); a negative prediction counts as 0."""
     return np.log1p(np.maximum(np.asarray(values, dtype=float), 0.0))
 
 
