@@ -93,7 +93,7 @@ def checklist_lines(groups: list[Group], keys: list[str]) -> list[str]:
     n_runs = sum(len(g.runs) for g in groups)
     checks = data_check_lines([run.folder for run in best.runs])
     normalization = str(config.get("data.normalization"))
-    strategy = config.get("split.strategy")
+    strategy = str(config.get("split.strategy"))
     threshold = (best.runs[0].metrics.get("threshold") or {}).get("rule", "none (regression)")
     lines = [
         "## TRIPOD+AI checklist",
