@@ -91,6 +91,34 @@ def test_calibration_intercept_and_slope_match_statsmodels_logistic_recalibratio
     assert all(math.isnan(v) for v in logistic_recalibration([1, 1], [0.3, 0.8]).values())
 
 
+def test_calibration_and_brier_skill_intervals_match_statsmodels_on_each_resample() -> None:
+    table = _table([f"{300 + i}" for i in range(12)], 6, "classification", prevalence=0.55)
+    settings = EvalConfig(bootstrap=60, seed=1)
+    result = published_results("classification", table, 0.5, settings)
+    y, p = table["label"].to_numpy(), table["probability"].to_numpy()
+    z = logit(p)
+    expected: dict[str, list[float]] = {"calibration_intercept": [], "calibration_slope": []}
+    expected["brier_skill"] = []
+    binomial = sm.families.Binomial()
+    for rows in resamples(table["participant"], settings.bootstrap, settings.seed):
+        yr, zr, pr = y[rows], z[rows], p[rows]
+        reference = brier_score_loss(yr, np.full(len(yr), 0.55))
+        expected["brier_skill"].append(1 - brier_score_loss(yr, pr) / reference)
+        if len(np.unique(yr)) < 2:
+            continue
+        offset = sm.GLM(yr, np.ones((len(yr), 1)), family=binomial, offset=zr).fit()
+        expected["calibration_intercept"].append(offset.params[0])
+        lows, highs = zr[yr == 0], zr[yr == 1]
+        if lows.max() > highs.min() and highs.max() > lows.min():  # not separated
+            expected["calibration_slope"].append(
+                sm.GLM(yr, sm.add_constant(zr), family=binomial).fit().params[1]
+            )
+    bootstrap = result["intervals"]["bootstrap"]
+    for key, values in expected.items():
+        assert bootstrap[key] == pytest.approx(percentiles(values, 0.95), abs=1e-6), key
+        assert result["intervals"]["defined_resamples"][key] == len(values), key
+
+
 def test_the_calibration_curve_is_the_isotonic_regression_of_outcome_on_probability() -> None:
     curve = calibration_curve([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4])
     assert [c["observed"] for c in curve] == pytest.approx([0, 0.5, 0.5, 1])  # by hand (PAV)

@@ -79,6 +79,14 @@ def weighted_classification(
     }
 
 
+def weighted_brier_skill(
+    w: np.ndarray, labels: np.ndarray, probs: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """``1 - Brier / Brier_ref`` per row of ``w`` (see socal.report.metrics.brier_skill)."""
+    y = np.asarray(labels, dtype=float)
+    return 1 - _ratio(w @ (np.asarray(probs, dtype=float) - y) ** 2, w @ (reference - y) ** 2)
+
+
 def weighted_median(w: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The median of ``values`` repeated by each row of integer counts ``w`` (numpy's median of
     the expanded sample: the mean of the two middle values when the count is even)."""

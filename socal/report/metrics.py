@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -140,28 +138,56 @@ def logit(probs: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def logistic_recalibration(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Calibration-in-the-large and the calibration slope (logistic recalibration, Cox 1958).
+def recalibration_fits(
+    w: np.ndarray, labels: np.ndarray, probs: np.ndarray, iterations: int = 100
+) -> dict[str, np.ndarray]:
+    """Calibration-in-the-large and the calibration slope (logistic recalibration, Cox 1958),
+    one value per row of trial weights ``w`` (a bootstrap resample; a row of ones: the data).
 
     ``calibration_intercept``: ``a`` in ``logit P(y=1) = a + logit(p)`` (``logit(p)`` an offset),
     0 when the mean predicted probability matches the observed rate, > 0 when the model
     under-predicts success. ``calibration_slope``: ``b`` in ``logit P(y=1) = a' + b logit(p)``,
     1 for well-spread predictions, < 1 when they are too extreme (overfitting), > 1 too modest.
-    Both NaN with one class; the slope NaN when the scores separate the classes (no maximum
-    likelihood estimate exists: a perfect ranking has an unbounded slope).
+    Weighted maximum likelihood by Newton's method, every row at once. Both NaN with one class;
+    the slope NaN when the scores separate the classes (no maximum-likelihood estimate exists:
+    a perfect ranking has an unbounded slope) and either NaN if Newton did not converge.
     """
-    y = np.asarray(labels).astype(int)
+    y = np.asarray(labels, dtype=float)
     z = logit(probs)
-    if len(np.unique(y)) < 2:
-        return {"calibration_intercept": math.nan, "calibration_slope": math.nan}
-    intercept = brentq(lambda a: float(np.sum(y - expit(a + z))), -50.0, 50.0, xtol=1e-12)
-    low, high = z[y == 0], z[y == 1]
-    separated = low.max() <= high.min() or high.max() <= low.min()
-    slope = math.nan
-    if not separated:
-        fit = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(z[:, None], y)
-        slope = float(fit.coef_[0, 0])
-    return {"calibration_intercept": float(intercept), "calibration_slope": slope}
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    drawn = w > 0
+    successes, failures = drawn & (y == 1), drawn & (y == 0)
+    both = successes.any(axis=1) & failures.any(axis=1)
+    separated = (np.where(failures, z, -np.inf).max(axis=1)
+                 <= np.where(successes, z, np.inf).min(axis=1)) | (
+        np.where(successes, z, -np.inf).max(axis=1) <= np.where(failures, z, np.inf).min(axis=1)
+    )  # fmt: skip
+    intercept = np.zeros(len(w))
+    coef = np.zeros((len(w), 2))  # a', b
+    design = np.stack([np.ones_like(z), z])  # (2, trials)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for _ in range(iterations):
+            mu = expit(intercept[:, None] + z)
+            intercept += (w @ y - (w * mu).sum(axis=1)) / (w * mu * (1 - mu)).sum(axis=1)
+            mu = expit(coef @ design)
+            gradient = (w * (y - mu)) @ design.T
+            v = w * mu * (1 - mu)  # the information: [[h00, h01], [h01, h11]] per row
+            h00, h01, h11 = v.sum(axis=1), v @ z, v @ z**2
+            det = h00 * h11 - h01**2  # 0 for a row that cannot be fitted: NaN, masked below
+            g0, g1 = gradient[:, 0], gradient[:, 1]
+            coef += np.stack([h11 * g0 - h01 * g1, h00 * g1 - h01 * g0], axis=1) / det[:, None]
+        mu = expit(coef @ design)
+        converged = np.abs((w * (y - mu)) @ design.T).max(axis=1) < 1e-8 * w.sum(axis=1)
+    return {
+        "calibration_intercept": np.where(both, intercept, np.nan),
+        "calibration_slope": np.where(both & ~separated & converged, coef[:, 1], np.nan),
+    }
+
+
+def logistic_recalibration(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Calibration intercept and slope of the trials scored (see ``recalibration_fits``)."""
+    fits = recalibration_fits(np.ones((1, len(probs))), labels, probs)
+    return {name: float(values[0]) for name, values in fits.items()}
 
 
 def calibration_curve(labels: np.ndarray, probs: np.ndarray) -> list[dict]:

@@ -19,6 +19,7 @@ from socal.report.intervals import (
     exact_intervals,
     percentile_interval,
     resample_weights,
+    weighted_brier_skill,
     weighted_classification,
     weighted_regression,
 )
@@ -31,6 +32,7 @@ from socal.report.metrics import (
     logistic_recalibration,
     net_benefit,
     parse_threshold,
+    recalibration_fits,
     reliability,
     task_metrics,
     youden_threshold,
@@ -156,7 +158,7 @@ def published_results(
             result["prevalence"]["train"] = float(test[PREVALENCE_COLUMN].mean())
         # The event acted on is failure (label 0), its risk 1 - p: who to coach or assist.
         result["decision_curve"] = {
-            "event": "failure (label 0)",
+            "event": "failure",
             **net_benefit(labels == 0, 1 - outputs, DECISION_THRESHOLDS),
         }
     else:
@@ -174,6 +176,11 @@ def published_results(
         participants = test["participant"].to_numpy()
         w = np.vstack([w, resample_weights(participants, settings.bootstrap, settings.seed)])
     model = _weighted(task, w, labels, outputs, threshold, settings.bins)
+    if classification:
+        model.update(recalibration_fits(w, labels, outputs))
+        if PREVALENCE_COLUMN in test:
+            prevalence = test[PREVALENCE_COLUMN].to_numpy(float)
+            model["brier_skill"] = weighted_brier_skill(w, labels, outputs, prevalence)
     level = settings.confidence
     intervals["bootstrap"] = {k: percentile_interval(v[1:], level) for k, v in model.items()}
     intervals["defined_resamples"] = {k: int(np.isfinite(v[1:]).sum()) for k, v in model.items()}
@@ -276,7 +283,7 @@ def format_results(result: dict) -> str:
         )
     header = f"bootstrap {level} CI ({intervals.get('participants', '?')} surgeons)"
     extra = f"{'exact (C-P)':<20}{'clustered':<20}{'at 0.5':>8}" if classification else ""
-    lines.append(f"{'metric':<18}{'value':>10}  {header:<34}{extra}")
+    lines.append(f"{'metric':<22}{'value':>10}  {header:<34}{extra}")
     for row in results_rows(result):
         extra = ""
         if classification:
@@ -285,7 +292,7 @@ def format_results(result: dict) -> str:
             at_half = "" if row["at_0.5"] is None else number(row["at_0.5"])
             extra = f"{exact:<20}{clustered:<20}{at_half:>8}"
         lines.append(
-            f"{row['metric']:<18}{number(row['value']):>10}  {bootstrap_cell(row):<34}{extra}"
+            f"{row['metric']:<22}{number(row['value']):>10}  {bootstrap_cell(row):<34}{extra}"
         )
     lines += notes(result)
     for name, diffs in result.get("differences", {}).items():
