@@ -31,18 +31,15 @@ from socal.report.run_results import (
 )
 
 HEADLINE = {"classification": ("auroc", "accuracy"), "regression": ("rmse", "mae")}
-# What report_plots draws beyond the headline plots, as report.md points to it.
+# What each of report_plots' figures shows, by a part of its file name (report.md lists them).
 FIGURES = {
-    "classification": [
-        "Figures (pooled out-of-fold predictions, or the group's one run): `plots/pooled_roc.png` "
-        "(ROC), `plots/calibration.png` (isotonic calibration curve per group; intercept and "
-        "slope in each group's table), `plots/decision_curve.png` (net benefit of acting on "
-        "predicted failure over risk thresholds, beside treat-all and treat-none).",
-    ],
-    "regression": [
-        "Figures: `plots/bland_altman_<group>.png` (predicted - actual against their mean, bias "
-        "and 95% limits of agreement, per group).",
-    ],
+    "_vs_": "a headline test metric against a swept key (mean ± sd over each group's runs)",
+    "pooled_roc": "ROC curve per group, pooled out-of-fold predictions",
+    "calibration": "isotonic calibration curve per group (intercept and slope: the group tables)",
+    "decision_curve": "decision curve per group: net benefit of acting on predicted failure "
+    "over risk thresholds, beside treat-all and treat-none",
+    "bland_altman": "Bland-Altman plot of the group its name numbers: predicted - actual against "
+    "their mean, bias and 95% limits of agreement",
 }
 
 
@@ -216,7 +213,10 @@ def _group_lines(group: Group, rank: int) -> list[str]:
     return [*lines, ""]
 
 
-def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
+def report_markdown(
+    groups: list[Group], keys: list[str], command: str, figures: tuple[str, ...] = ()
+) -> str:
+    """report.md; ``figures``: the plots written, relative to the report folder."""
     task = groups[0].task
     monitor = groups[0].monitor
     n_runs = sum(len(g.runs) for g in groups)
@@ -295,7 +295,13 @@ def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
             "made together, and can be lower. Thresholded metrics are pooled (each fold at its "
             "own validation threshold).",
         ]
-    lines += ["", *FIGURES[task], "", "## Groups", ""]
+    if figures:
+        lines += ["", "Figures (pooled out-of-fold predictions, or the group's one run):", ""]
+        lines += [
+            f"- `{path}`: " + next(text for part, text in FIGURES.items() if part in path)
+            for path in figures
+        ]
+    lines += ["", "## Groups", ""]
     for rank, group in enumerate(groups, 1):
         lines += _group_lines(group, rank)
     lines += checklist_lines(groups, keys)
@@ -392,6 +398,7 @@ def write_report(groups: list[Group], keys: list[str], out: Path, command: str) 
         ],
     }
     (out / "summary.json").write_text(json.dumps(_json_ready(document), indent=2))
-    (out / "report.md").write_text(report_markdown(groups, keys, command))
-    written = [out / "report.md", out / "summary.csv", out / "summary.json"]
-    return written + report_plots(groups, out)
+    figures = report_plots(groups, out)
+    names = tuple(path.relative_to(out).as_posix() for path in figures)
+    (out / "report.md").write_text(report_markdown(groups, keys, command, names))
+    return [out / "report.md", out / "summary.csv", out / "summary.json", *figures]
