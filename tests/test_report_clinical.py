@@ -29,7 +29,7 @@ from sklearn.metrics import (
 
 from socal.config import EvalConfig
 from socal.data.splits import PUBLISHED_TEST_PARTICIPANTS
-from socal.report.metrics import calibration_curve, logistic_recalibration, logit
+from socal.report.metrics import isotonic_calibration, logistic_recalibration, logit
 from socal.report.run_results import choose_threshold, format_results, published_results
 
 from stats_support import percentiles, resamples
@@ -120,12 +120,12 @@ def test_calibration_and_brier_skill_intervals_match_statsmodels_on_each_resampl
 
 
 def test_the_calibration_curve_is_the_isotonic_regression_of_outcome_on_probability() -> None:
-    curve = calibration_curve([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4])
+    curve = isotonic_calibration([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4])
     assert [c["observed"] for c in curve] == pytest.approx([0, 0.5, 0.5, 1])  # by hand (PAV)
     y, p = _scores(50, 1)
     order = np.argsort(p)
     expected = isotonic_regression(y[order]).x
-    curve = calibration_curve(y, p)
+    curve = isotonic_calibration(y, p)
     assert [c["predicted"] for c in curve] == pytest.approx(p[order])
     assert [c["observed"] for c in curve] == pytest.approx(expected)
 

@@ -190,7 +190,7 @@ def logistic_recalibration(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
     return {name: float(values[0]) for name, values in fits.items()}
 
 
-def calibration_curve(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
+def isotonic_calibration(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
     """A smoothed calibration curve without bins or bandwidth to choose: the isotonic (PAV)
     regression of the outcome on the probability, as in the CORP reliability diagram
     (Dimitriadis, Gneiting & Jordan 2021). One point per distinct probability, sorted."""

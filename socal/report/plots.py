@@ -93,7 +93,7 @@ def _isotonic(ax, curve: list[dict], label: str, color: str) -> None:
 
 
 def calibration_curves(curves: dict[str, list[dict]], path: Path) -> Path:
-    """One isotonic calibration curve per group (socal.report.metrics.calibration_curve)."""
+    """One isotonic calibration curve per group (socal.report.metrics.isotonic_calibration)."""
     fig = Figure(figsize=(5.2, 4.8))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")

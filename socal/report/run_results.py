@@ -27,8 +27,8 @@ from socal.report.metrics import (
     DECISION_THRESHOLDS,
     YOUDEN,
     brier_skill,
-    calibration_curve,
     calibration_metrics,
+    isotonic_calibration,
     logistic_recalibration,
     net_benefit,
     parse_threshold,
@@ -118,7 +118,7 @@ def calibration(test: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, bins:
         **logistic_recalibration(labels, probs),
         "bins": bins,
         "reliability": reliability(labels, probs, bins),
-        "curve": calibration_curve(labels, probs),
+        "curve": isotonic_calibration(labels, probs),
     }
 
 
