@@ -256,9 +256,12 @@ def test_the_published_comparison_is_refused_when_the_test_set_lost_trials(
     summary = report(tmp_path / "a", complete)
     [found] = summary["groups"][0]["published_comparison"]
     test = pd.read_csv(complete / "predictions.csv").query("subset == 'test'")
-    threshold = json.loads((complete / "metrics.json").read_text())["threshold"]["value"]
-    accuracy = accuracy_score(test["label"], test["probability"] >= threshold)
-    assert found["figures"]["accuracy"] == pytest.approx({"run": accuracy, "published": 0.85})
+    metrics = json.loads((complete / "metrics.json").read_text())
+    accuracy = accuracy_score(test["label"], test["probability"] >= metrics["threshold"]["value"])
+    interval = metrics["intervals"]["clustered"]["accuracy"]["clopper_pearson"]
+    figures = found["figures"]["accuracy"]
+    assert (figures["run"], figures["published"]) == pytest.approx((accuracy, 0.85))
+    assert figures["ci"] == pytest.approx(interval)
     text = (tmp_path / "a" / "report" / "report.md").read_text()
     assert "The published 20 test trials, beside Pangal et al." in text
     assert "| accuracy | 0.850 |" in text and "not compared with" not in text
@@ -308,6 +311,8 @@ def test_a_blood_loss_report_has_the_new_errors_and_a_bland_altman_plot(tmp_path
     summary = report(tmp_path, run)
     [found] = summary["groups"][0]["published_comparison"]
     assert set(found["figures"]) == {"rmse", "r2"}
+    bootstrap = json.loads((run / "metrics.json").read_text())["intervals"]["bootstrap"]
+    assert found["figures"]["rmse"]["ci"] == pytest.approx(bootstrap["rmse"])
     text = (tmp_path / "report" / "report.md").read_text()
     for name in ("median_ae", "rmse_log1p", "calibration_slope"):
         assert f"| {name} |" in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from socal.data.splits import PUBLISHED_TEST_PARTICIPANTS
+from socal.report.run_results import clustered_interval
 
 SOURCE = "Pangal et al., Sci Rep 2022 (SOCALNet, first 60 s)"
 # Both trials (T1 before coaching, T2 after) of each published test surgeon.
@@ -46,15 +47,24 @@ def published_problem(test_trials: list[str]) -> Optional[str]:
     return text
 
 
-def published_comparison(task: str, name: str, test_trials: list[str], test: dict) -> dict:
-    """The run's test figures beside the published ones, or the one-line refusal."""
+def published_comparison(task: str, name: str, test_trials: list[str], result: dict) -> dict:
+    """A run's test figures (``result``: its metrics.json) with their few-surgeon intervals
+    (the bootstrap for blood loss) beside the published ones, or the one-line refusal."""
     problem = published_problem(test_trials)
     if problem:
         return {
             "run": name,
             "refused": f"{name}: not compared with {SOURCE}: its test set has {problem}",
         }
+    intervals = result.get("intervals", {})
     return {
         "run": name,
-        "figures": {k: {"run": test.get(k), "published": v} for k, v in FIGURES[task].items()},
+        "figures": {
+            key: {
+                "run": result["test"].get(key),
+                "ci": clustered_interval(intervals, key) or intervals.get("bootstrap", {}).get(key),
+                "published": value,
+            }
+            for key, value in FIGURES[task].items()
+        },
     }

@@ -109,7 +109,7 @@ def published_comparisons(group: Group) -> list[dict]:
     if not is_published(group.runs[0].config):
         return []
     return [
-        published_comparison(group.task, run.name, list(run.test["trial"]), run.metrics["test"])
+        published_comparison(group.task, run.name, list(run.test["trial"]), run.metrics)
         for run in group.runs
     ]
 
@@ -124,14 +124,17 @@ def _published_lines(group: Group) -> list[str]:
     names = list(complete[0]["figures"])
     lines += [
         "",
-        f"The published 20 test trials, beside {SOURCE}:",
+        f"The published 20 test trials, beside {SOURCE} (95% intervals: few-surgeon for "
+        "proportions, surgeon bootstrap for blood loss):",
         "",
         "| test metric | published | " + " | ".join(c["run"] for c in complete) + " |",
         "|---" * (2 + len(complete)) + "|",
     ]
     lines += [
         f"| {name} | {_num(complete[0]['figures'][name]['published'])} | "
-        + " | ".join(_num(c["figures"][name]["run"]) for c in complete)
+        + " | ".join(
+            f"{_num(c['figures'][name]['run'])} {_ci(c['figures'][name]['ci'])}" for c in complete
+        )
         + " |"
         for name in names
     ]
