@@ -41,8 +41,14 @@ NON_SEMANTIC_KEYS = (
     "trainer.device",
     "data.root",
     "tracking",
-    # How results are reported: a finished run re-evaluated with other eval.* settings resumes.
-    "eval",
+    # How results are reported: a finished run re-evaluated with other settings resumes
+    # (eval.clips and eval.flip change validation, so they are not among them).
+    "eval.threshold",
+    "eval.bootstrap",
+    "eval.confidence",
+    "eval.seed",
+    "eval.bins",
+    "eval.plots",
 )
 
 
@@ -127,6 +133,10 @@ class ModelConfig:
     # none; encoder (train the head only: a linear probe); or N: the input group (embeddings,
     # stem) and the next N layer groups (blocks, stages) stay as loaded.
     freeze: str = "none"
+    # Stochastic depth: the drop-path rate of the deepest block (null: the option's own), where
+    # the family's library has it (TimeSformer, V-JEPA 2, MViT, Swin3D, timm and torchvision
+    # encoders with stochastic depth); elsewhere a one-line error.
+    drop_path: Optional[float] = None
 
 
 @dataclass
@@ -258,6 +268,9 @@ class DataConfig:
     cache: CacheMode = CacheMode.auto
     # Where the cache lives (null: <root>/.socal-cache), e.g. a second SageMaker channel.
     cache_dir: Optional[str] = None
+    # Training clips of each trial per epoch, each with its own jitter and augmentation (their
+    # offsets spread over the frame stride): K times the steps of one clip per trial.
+    clips_per_trial: int = 1
 
 
 @dataclass
@@ -297,6 +310,9 @@ class TrainerConfig:
     pos_weight: Optional[float] = None
     class_weight: Optional[ClassWeight] = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    # Decay of an exponential moving average of the weights, updated every optimizer step
+    # (e.g. 0.999; null: off). When on, validation, best.pt, testing and the package use it.
+    ema: Optional[float] = None
     checkpoint_dir: str = "checkpoints"
     # Also save a checkpoint every N optimizer steps inside an epoch (null: at epoch ends only).
     checkpoint_every_steps: Optional[int] = None
@@ -321,6 +337,11 @@ class EvalConfig:
     # Equal-width probability bins of the reliability diagram and the ECE.
     bins: int = 10
     plots: bool = True
+    # Clips per trial at validation, test and prediction time, at evenly spaced offsets inside
+    # the frame stride, and their horizontal flips too with flip=true: the trial's prediction is
+    # the mean of theirs. They change validation, so model selection: in the fingerprint.
+    clips: int = 1
+    flip: bool = False
 
 
 @dataclass

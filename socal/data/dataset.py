@@ -1,8 +1,11 @@
-"""A torch Dataset of uint8 clips, one per trial, reproducible whatever the worker count.
+"""A torch Dataset of uint8 clips, a few views per trial, reproducible whatever the worker count.
 
-Every random choice of a training clip (temporal jitter, crop, flip, colour) is drawn from a
-generator seeded by (seed, epoch, trial index), so a clip depends neither on which worker
-loads it nor on whether the run was resumed. The loader crops in uint8; flip, colour jitter
+A trial has ``data.clips_per_trial`` training views or ``eval.clips`` evaluation views (times
+two with ``eval.flip``); view k of K takes its frames at offset (k + u) / K of the frame stride,
+u jittered in training and 0.5 in evaluation, so the views cover the stride evenly. Every random
+choice of a training clip (temporal jitter, crop, flip, colour) is drawn from a generator
+seeded by (seed, epoch, trial index, view), so a clip depends neither on which worker loads it
+nor on whether the run was resumed. The loader crops in uint8; flip, colour jitter
 and normalisation are left to ``socal.data.transforms.finish_clips`` on the training device, driven
 by the parameters each sample carries.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +29,17 @@ from socal.data.decode import decode_clip
 from socal.data.frame_cache import default_dir, open_cache
 from socal.data.index import Trial
 from socal.data.transforms import crop_clip, draw_params, params_tensors
+from socal.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
 class ClipDataset(Dataset):
-    """Yields ``{"pixel_values": (T, C, H, W) uint8, "label", "index", "augment": {...}}``.
+    """Yields ``{"pixel_values": (T, C, H, W) uint8, "label", "index", "sample", "augment"}``.
 
-    ``augment`` holds the clip's flip and colour parameters and its normalisation, for
-    ``finish_clips`` (the engine applies it to the batch on its device).
+    ``index`` is the trial's, ``sample`` the view's own position in the dataset (evaluation
+    averages the views of a trial). ``augment`` holds the clip's flip and colour parameters and
+    its normalisation, for ``finish_clips`` (the engine applies it to the batch on its device).
     """
 
     def __init__(
@@ -43,12 +49,21 @@ class ClipDataset(Dataset):
         image_size: int,
         train: bool,
         seed: int,
+        clips: int = 1,
+        flip: bool = False,
     ) -> None:
+        """``clips`` views of each trial (``flip``: each also mirrored, evaluation only)."""
+        if clips < 1:
+            raise UserError(
+                f"{'data.clips_per_trial' if train else 'eval.clips'}={clips} must be >= 1"
+            )
         self.trials = trials
         self.data = data
         self.image_size = image_size
         self.train = train
         self.seed = seed
+        self.clips = clips
+        self.views = [(k, mirrored) for k in range(clips) for mirrored in (False, True)[: 1 + flip]]
         # Shared memory: set_epoch in the main process reaches persistent loader workers too.
         self._epoch = multiprocessing.RawValue("q", 0)
         self.augment = data.augment if train and data.augment.enabled else None
@@ -56,6 +71,19 @@ class ClipDataset(Dataset):
         if CacheMode(data.cache) is CacheMode.auto:
             cache_dir = data.cache_dir or default_dir(data.root)
             self.cache = open_cache(trials, data.window, image_size, Path(cache_dir))
+
+    @classmethod
+    def of_run(
+        cls, trials: list[Trial], cfg: DictConfig, image_size: int, train: bool
+    ) -> ClipDataset:
+        """A run's training or evaluation views (``data.clips_per_trial``, ``eval.*``)."""
+        if train:
+            return cls(
+                trials, cfg.data, image_size, True, cfg.trainer.seed, cfg.data.clips_per_trial
+            )
+        return cls(
+            trials, cfg.data, image_size, False, cfg.trainer.seed, cfg.eval.clips, cfg.eval.flip
+        )
 
     @property
     def epoch(self) -> int:
@@ -65,22 +93,31 @@ class ClipDataset(Dataset):
         self._epoch.value = epoch
 
     def __len__(self) -> int:
-        return len(self.trials)
+        return len(self.trials) * len(self.views)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, sample: int) -> dict:
+        index, view = divmod(sample, len(self.views))
+        k, mirrored = self.views[view]
         trial = self.trials[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, self.epoch, index, view])
         window = self.data.window
-        offset = rng.random() if self.train and window.jitter else 0.5
+        within = rng.random() if self.train and window.jitter else 0.5
         positions = clip_positions(
-            trial.n_frames, self.data.num_frames, window.start_s, window.length_s, offset
+            trial.n_frames,
+            self.data.num_frames,
+            window.start_s,
+            window.length_s,
+            (k + within) / self.clips,
         )
         clip = self.frames(trial, positions)
         params = draw_params(rng, self.augment, clip.shape[-2], clip.shape[-1], self.image_size)
+        if mirrored:
+            params = replace(params, flip=True)
         return {
             "pixel_values": crop_clip(clip, params, self.image_size),
             "label": trial.label,
             "index": index,
+            "sample": sample,
             "augment": params_tensors(params, self.data.normalization),
         }
 

@@ -21,7 +21,13 @@ from torchvision.models import get_model
 from socal.config import EncoderLibrary, Normalization, TemporalHead
 from socal.errors import UserError
 from socal.models.spec import Family, FamilySpec, FrameRule, LayerGroup, Layout
-from socal.models.weights import is_local, load_weights_file, ordered_groups, torchvision_weights
+from socal.models.weights import (
+    is_local,
+    load_weights_file,
+    ordered_groups,
+    set_stochastic_depth,
+    torchvision_weights,
+)
 
 log = logging.getLogger(__name__)
 # Where torchvision's classification models keep their classifier (the last Linear of it).
@@ -96,10 +102,12 @@ class FrameEncoder(Family):
             raise UserError("model.family=frame_encoder has no gradient checkpointing")
         arch = cfg.arch
         encoder, features = (
-            _timm_encoder(arch.name, cfg.source)
+            _timm_encoder(arch.name, cfg.source, cfg.drop_path)
             if arch.library == EncoderLibrary.timm
             else _torchvision_encoder(arch.name, cfg.source)
         )
+        if arch.library == EncoderLibrary.torchvision:
+            set_stochastic_depth(encoder, cfg.drop_path, arch.name)
         return FrameEncoderNet(encoder, features, arch, num_frames, dropout or 0.0)
 
     def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
@@ -149,13 +157,21 @@ def _torchvision_encoder(name: str, source: Optional[str]) -> tuple[torch.nn.Mod
     return net, features
 
 
-def _timm_encoder(name: str, source: Optional[str]) -> tuple[torch.nn.Module, int]:
-    """A timm model without its classifier (``num_classes=0``: pooled features)."""
+def _timm_encoder(
+    name: str, source: Optional[str], drop_path: Optional[float]
+) -> tuple[torch.nn.Module, int]:
+    """A timm model without its classifier (``num_classes=0``: pooled features); ``drop_path``
+    is timm's own ``drop_path_rate``."""
     weights_file = source if source and is_local(source) else None
     remote = source is not None and weights_file is None
     hub_id = source if remote and source != "pretrained" else None
+    depth: dict[str, Any] = {} if drop_path is None else {"drop_path_rate": drop_path}
     try:
-        net: Any = timm.create_model(hub_id or name, pretrained=remote)
+        net: Any = timm.create_model(hub_id or name, pretrained=remote, **depth)
+    except TypeError as err:  # the model's constructor has no drop_path_rate
+        raise UserError(
+            f"model.drop_path={drop_path}: timm's {name} has no stochastic depth"
+        ) from err
     except (RuntimeError, OSError) as err:
         first = str(err).splitlines()[0]
         raise UserError(f"cannot build timm model {source or name}: {first}") from err

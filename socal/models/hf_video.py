@@ -31,10 +31,19 @@ class HFVideoFamily(Family):
         "hidden_dropout_prob",
         "attention_probs_dropout_prob",
     )
+    drop_path_key: ClassVar[Optional[str]] = "drop_path_rate"  # None: no stochastic depth
 
     def overrides(self, cfg: DictConfig, num_frames: int) -> dict:
         """Config values every option of the family gets (beyond one label and dropout)."""
         return {}
+
+    def drop_path_overrides(self, rate: float) -> dict:
+        """Config values for ``model.drop_path``; a one-line error where the family has none."""
+        if self.drop_path_key is None:
+            raise UserError(
+                f"model.drop_path={rate}: transformers' {self.name} has no stochastic depth"
+            )
+        return {self.drop_path_key: rate}
 
     def hub_config(self, cfg: DictConfig) -> Any:
         """The option's transformers config, without building it (the hub's or the default)."""
@@ -50,6 +59,8 @@ class HFVideoFamily(Family):
         overrides = {"num_labels": 1, **self.overrides(cfg, num_frames)}
         if dropout is not None:
             overrides |= dict.fromkeys(self.dropout_keys, dropout)
+        if cfg.drop_path is not None:
+            overrides |= self.drop_path_overrides(cfg.drop_path)
         if cfg.source is None:
             arch = _set(cfg.arch)
             model = self.model_class(self.config_class(**{**arch, **overrides}))

@@ -24,6 +24,7 @@ from socal.models.weights import (
     load_weights_file,
     one_output,
     ordered_groups,
+    set_stochastic_depth,
     torchvision_weights,
 )
 
@@ -70,6 +71,7 @@ class TorchvisionVideo(Family):
         old = getattr(net, head)
         linear = old if isinstance(old, torch.nn.Linear) else old[-1]  # mvit: (dropout, linear)
         setattr(net, head, one_output(linear, dropout))
+        set_stochastic_depth(net, cfg.drop_path, name)
         return net
 
     def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ class VideoMAE(HFVideoFamily):
     config_class = VideoMAEConfig
     model_class = VideoMAEForVideoClassification
     head = ("fc_norm.", "classifier.")
+    drop_path_key = None
 
     def spec(self, cfg: DictConfig) -> FamilySpec:
         config = self.hub_config(cfg)

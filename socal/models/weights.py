@@ -56,6 +56,18 @@ def load_weights_file(net: torch.nn.Module, source: str, head: tuple[str, ...]) 
     log.info("model: %d weights from %s", len(usable), source)
 
 
+def set_stochastic_depth(net: torch.nn.Module, rate: Optional[float], what: str) -> None:
+    """``model.drop_path`` on a torchvision model: its StochasticDepth layers get torchvision's
+    own linear rule, 0 at the first block and ``rate`` at the last (null: as built)."""
+    if rate is None:
+        return
+    layers = [m for m in net.modules() if isinstance(m, torchvision.ops.StochasticDepth)]
+    if not layers:
+        raise UserError(f"model.drop_path={rate}: torchvision's {what} has no stochastic depth")
+    for i, layer in enumerate(layers):
+        layer.p = rate * i / max(len(layers) - 1, 1)
+
+
 def one_output(old: torch.nn.Linear, dropout: Optional[float]) -> torch.nn.Module:
     """The replacement of a pretrained classifier: (dropout, then) one linear output."""
     linear = torch.nn.Linear(old.in_features, 1)

@@ -28,8 +28,8 @@ from socal.report.runs import Run
 
 REPLICATE_KEYS = ("split.fold", "trainer.seed", "split.seed")
 THRESHOLD_PREFIX = "threshold_"  # pooled rows: each baseline's threshold in its fold
-# Results-only keys that still matter (eval.*) are kept; NON_SEMANTIC_KEYS' "eval" is not a path.
-IGNORED = tuple(k for k in NON_SEMANTIC_KEYS if k != "eval")
+# Results-only keys that still matter (eval.*) are kept: runs evaluated differently differ.
+IGNORED = tuple(k for k in NON_SEMANTIC_KEYS if not k.startswith("eval."))
 
 
 @dataclass

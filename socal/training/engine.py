@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -101,6 +102,20 @@ class Engine:
         self.history: list[dict] = []
         self.tracking_run_id: Optional[str] = None  # checkpointed: a resumed run continues it
         self.epoch_hooks: list[Callable[[dict], None]] = []  # called with each history row
+        # trainer.ema: the average's copy of the model is what is validated, tested, packaged
+        # (a Predictor's engine has no optimizer: its weights already are the average).
+        self.ema: Optional[AveragedModel] = None
+        if trainer.ema is not None and optimizer is not None:
+            if not 0 < trainer.ema < 1:
+                raise UserError(f"trainer.ema={trainer.ema}: a decay in (0, 1), e.g. 0.999")
+            self.ema = AveragedModel(
+                self.module, multi_avg_fn=get_ema_multi_avg_fn(trainer.ema), use_buffers=True
+            )
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights a run validates, keeps as best, tests and packages (the EMA's when on)."""
+        return self.module if self.ema is None else self.ema.module
 
     # -- checkpointed state ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -109,6 +124,7 @@ class Engine:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "precision": self.precision.value,
             "epoch": self.epoch,
             "step": self.step,
@@ -132,6 +148,8 @@ class Engine:
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
         self._load_scaler(state)
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         ranks = state["ranks"]
         if len(ranks) != self.dist.world_size:
             raise UserError(
@@ -187,12 +205,12 @@ class Engine:
     def _outputs(self, out: torch.Tensor) -> torch.Tensor:
         return self.task.outputs(out, self.target_scale)
 
-    def _forward(self, batch: dict) -> torch.Tensor:
+    def _forward(self, batch: dict, model: Optional[torch.nn.Module] = None) -> torch.Tensor:
         pixels = batch["pixel_values"].to(self.device, non_blocking=True)
         if pixels.dtype == torch.uint8:  # ClipDataset's clips: augment + normalise on the device
             pixels = finish_clips(pixels, batch["augment"])
         with autocast(self.precision, self.device):
-            return self.model(pixels)  # a VideoModel: (B,) raw outputs
+            return (model or self.model)(pixels)  # a VideoModel: (B,) raw outputs
 
     def _stop_and_save_agreed(self) -> tuple[bool, bool]:
         """Whether any rank got a stop signal, and whether rank 0's save clock is due.
@@ -269,19 +287,27 @@ class Engine:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if self.ema is not None:
+            self.ema.update_parameters(self.module)
         if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step()
 
     @torch.inference_mode()
     def predict(self, loader: DataLoader) -> Predictions:
-        """Outputs for every trial of the subset, gathered from all ranks, each trial once."""
-        self.model.eval()
+        """Outputs for every trial of the subset, gathered from all ranks, each trial once.
+
+        A trial's output is the mean of its views' (``eval.clips``, ``eval.flip``); the loss is
+        the mean of the views' own losses, so one view per trial gives exactly its loss.
+        """
+        model = self.evaluated if self.ema is not None else self.model
+        model.eval()
         parts = []
         for batch in loader:
             labels = batch["label"].to(self.device, dtype=torch.float32)
-            out = self._forward(batch)
+            out = self._forward(batch, model)
             parts.append(
                 (
+                    batch.get("sample", batch["index"]).numpy(),  # one view: the trial's
                     batch["index"].numpy(),
                     labels.cpu().numpy(),
                     self._outputs(out).cpu().numpy(),
@@ -289,10 +315,14 @@ class Engine:
                 )
             )
         gathered = [p for rank_parts in all_gather(parts, self.dist) for p in rank_parts]
-        indices, labels, outputs, losses = (np.concatenate(c) for c in zip(*gathered, strict=True))
-        _, first = np.unique(indices, return_index=True)  # drop the sampler's padding repeats
+        samples, indices, labels, outputs, losses = (
+            np.concatenate(c) for c in zip(*gathered, strict=True)
+        )
+        _, once = np.unique(samples, return_index=True)  # drop the sampler's padding repeats
+        trials, first, views = np.unique(indices[once], return_index=True, return_inverse=True)
+        mean = np.bincount(views, weights=outputs[once]) / np.bincount(views)
         return Predictions(
-            indices[first], labels[first], outputs[first], float(losses[first].mean())
+            trials, labels[once][first], mean.astype(outputs.dtype), float(losses[once].mean())
         )
 
     # -- the loop ----------------------------------------------------------------------------
@@ -338,7 +368,7 @@ class Engine:
             self.best, self.bad_epochs = value, 0
             if self.dist.is_main:
                 checkpoint.atomic_save(
-                    self.module.state_dict(), self.checkpoint_dir / checkpoint.BEST
+                    self.evaluated.state_dict(), self.checkpoint_dir / checkpoint.BEST
                 )
         else:
             self.bad_epochs += 1
@@ -371,5 +401,5 @@ class Engine:
             log.warning("%s never improved (no best.pt): testing the last weights", self.monitor)
             return
         if self.dist.is_main:
-            self.module.load_state_dict(checkpoint.load(best))
-        broadcast_module(self.module, self.dist)
+            self.evaluated.load_state_dict(checkpoint.load(best))
+        broadcast_module(self.evaluated, self.dist)

@@ -148,9 +148,7 @@ class Predictor:
         ``cache``: ``data.cache`` for ``root`` (auto uses a frame cache prepared there);
         ``loader``: DataLoader keyword arguments (workers).
         """
-        data = OmegaConf.merge(
-            self.config.data, {"root": str(root), "cache": cache, "cache_dir": None}
-        )
-        image_size = self.engine.module.spec.image_size
-        dataset = ClipDataset(trials, data, image_size, False, self.config.trainer.seed)
+        data = {"root": str(root), "cache": cache, "cache_dir": None}
+        config = OmegaConf.merge(self.config, {"data": data})
+        dataset = ClipDataset.of_run(trials, config, self.engine.module.spec.image_size, False)
         return self.engine.predict(DataLoader(dataset, batch_size=batch_size, **(loader or {})))

@@ -162,9 +162,7 @@ def build_engine(
         )  # fmt: skip
     torch.manual_seed(cfg.trainer.seed + dist.rank)  # dropout differs per rank, init does not
     datasets = {
-        name: ClipDataset(
-            subsets[name], cfg.data, model.spec.image_size, name == "train", cfg.trainer.seed
-        )
+        name: ClipDataset.of_run(subsets[name], cfg, model.spec.image_size, name == "train")
         for name in subsets
     }
     loaders = {name: _loader(ds, cfg, name == "train", dist) for name, ds in datasets.items()}
@@ -288,7 +286,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
         result = evaluate(cfg, engine, subsets, loaders, run_dir)
         if dist.is_main:  # the best weights and what predicting needs: python predict.py run=...
             package.save(
-                engine.module, cfg, result, engine.target_scale, run_dir / package.MODEL_DIR
+                engine.evaluated, cfg, result, engine.target_scale, run_dir / package.MODEL_DIR
             )
         tracker.finish(result, run_dir)
         if dist.is_main:
