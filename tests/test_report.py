@@ -316,7 +316,8 @@ def test_the_report_runs_without_torch(tmp_path: Path) -> None:
 def test_run_plots_for_classification_and_regression(tmp_path: Path) -> None:
     run = write_run(tmp_path / "cls", 0, 1e-3)
     names = {p.name for p in run_plots(run)}
-    assert names == {"training_curves.png", "roc.png", "reliability.png", "confusion_matrix.png"}
+    assert names == {"training_curves.png", "roc.png", "reliability.png", "confusion_matrix.png",
+                     "decision_curve.png"}  # fmt: skip
     regression = tmp_path / "reg"
     regression.mkdir()
     rng = np.random.default_rng(0)
@@ -325,10 +326,13 @@ def test_run_plots_for_classification_and_regression(tmp_path: Path) -> None:
                    "label": target, "predicted": target + rng.normal(0, 100, 12),
                    "subset": "test"}  # fmt: skip
     pd.DataFrame(predictions).to_csv(regression / "predictions.csv", index=False)
+    results = published_results(
+        "regression", pd.DataFrame(predictions), None, EvalConfig(bootstrap=0)
+    )
     (regression / "metrics.json").write_text(
-        json.dumps({"task": "regression", "best_val": {"val_rmse": 1}})
+        json.dumps({"task": "regression", "best_val": {"val_rmse": 1}, **results})
     )
     names = {p.name for p in run_plots(regression)}
-    assert names == {"predicted_vs_actual.png", "residuals.png"}
+    assert names == {"predicted_vs_actual.png", "residuals.png", "bland_altman.png"}
     for png in (regression / "plots").iterdir():
         assert Image.open(png).format == "PNG"

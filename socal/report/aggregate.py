@@ -23,7 +23,7 @@ from socal.errors import UserError
 from socal.monitor import maximised
 from socal.report.compare import paired_tests
 from socal.report.intervals import percentile_interval, resample_weights, weighted_classification
-from socal.report.run_results import baseline_thresholds, published_results
+from socal.report.run_results import CALIBRATION_ROWS, baseline_thresholds, published_results
 from socal.report.runs import Run
 
 REPLICATE_KEYS = ("split.fold", "trainer.seed", "split.seed")
@@ -87,7 +87,7 @@ def run_metrics(run: Run) -> dict[str, float]:
     """A run's scalar test metrics, calibration included."""
     scalars = {k: v for k, v in run.metrics["test"].items() if not isinstance(v, list)}
     calibration = run.metrics.get("calibration", {})
-    scalars.update({k: calibration[k] for k in ("brier", "ece") if k in calibration})
+    scalars.update({k: calibration[k] for k in CALIBRATION_ROWS if k in calibration})
     return scalars
 
 

@@ -76,11 +76,14 @@ def proportion_intervals(hits: np.ndarray, groups: np.ndarray, confidence: float
 def clustered_proportions(
     labels: np.ndarray, probs: np.ndarray, groups: np.ndarray, threshold, confidence: float
 ) -> dict:
-    """Cluster-adjusted intervals of accuracy (all trials), sensitivity and specificity."""
+    """Cluster-adjusted intervals of accuracy (all trials), sensitivity, specificity (the
+    successes, the failures), PPV and NPV (the trials called successes, called failures)."""
     y = np.asarray(labels).astype(int) == 1
-    correct = (np.asarray(probs) >= threshold) == y
+    predicted = np.asarray(probs) >= threshold
+    correct = predicted == y
     groups = np.asarray(groups)
-    subsets = {"accuracy": np.ones_like(y), "sensitivity": y, "specificity": ~y}
+    subsets = {"accuracy": np.ones_like(y), "sensitivity": y, "specificity": ~y,
+               "ppv": predicted, "npv": ~predicted}  # fmt: skip
     return {
         name: proportion_intervals(correct[rows], groups[rows], confidence)
         for name, rows in subsets.items()

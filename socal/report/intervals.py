@@ -19,13 +19,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binomtest
 
-from socal.report.metrics import bin_index
+from socal.report.metrics import bin_index, log_scale
 
 # Metrics with a binomial count behind them: (successes, trials) from the confusion counts.
 EXACT = {
     "accuracy": lambda tp, fp, tn, fn: (tp + tn, tp + fp + tn + fn),
     "sensitivity": lambda tp, fp, tn, fn: (tp, tp + fn),
     "specificity": lambda tp, fp, tn, fn: (tn, tn + fp),
+    "ppv": lambda tp, fp, tn, fn: (tp, tp + fp),
+    "npv": lambda tp, fp, tn, fn: (tn, tn + fn),
 }
 
 
@@ -70,20 +72,48 @@ def weighted_classification(
         "f1": np.where(2 * tp + fp + fn > 0, _ratio(2 * tp, 2 * tp + fp + fn), 0.0),
         "sensitivity": sens,
         "specificity": spec,
+        "ppv": _ratio(tp, tp + fp),
+        "npv": _ratio(tn, tn + fn),
         "brier": _ratio(w @ (p - y) ** 2, n),
         "ece": _ratio(gap, n),
     }
 
 
+def weighted_brier_skill(
+    w: np.ndarray, labels: np.ndarray, probs: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """``1 - Brier / Brier_ref`` per row of ``w`` (see socal.report.metrics.brier_skill)."""
+    y = np.asarray(labels, dtype=float)
+    return 1 - _ratio(w @ (np.asarray(probs, dtype=float) - y) ** 2, w @ (reference - y) ** 2)
+
+
+def weighted_median(w: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The median of ``values`` repeated by each row of integer counts ``w`` (numpy's median of
+    the expanded sample: the mean of the two middle values when the count is even)."""
+    order = np.argsort(values)
+    sorted_values, cumulative = values[order], np.cumsum(w[:, order], axis=1)
+    n = cumulative[:, -1]
+    middle = [(cumulative > np.floor(k)[:, None]).argmax(axis=1) for k in ((n - 1) / 2, n / 2)]
+    return np.where(n > 0, (sorted_values[middle[0]] + sorted_values[middle[1]]) / 2, np.nan)
+
+
 def weighted_regression(w: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> dict:
-    """RMSE, MAE and R^2 for each row of weights ``w``."""
-    y, e = np.asarray(targets, dtype=float), np.asarray(preds, dtype=float) - targets
+    """Every regression metric (socal.report.metrics.regression_metrics) per row of ``w``."""
+    y, yhat = np.asarray(targets, dtype=float), np.asarray(preds, dtype=float)
+    e, log_e = yhat - y, log_scale(yhat) - log_scale(y)
     n = w.sum(axis=1)
     total = w @ y**2 - _ratio((w @ y) ** 2, n)
+    spread = w @ yhat**2 - _ratio((w @ yhat) ** 2, n)
+    covariance = w @ (y * yhat) - _ratio((w @ y) * (w @ yhat), n)
     return {
         "rmse": np.sqrt(_ratio(w @ e**2, n)),
         "mae": _ratio(w @ np.abs(e), n),
         "r2": 1 - _ratio(w @ e**2, np.where(total > 1e-9 * np.maximum(n, 1), total, 0)),
+        "median_ae": weighted_median(w, np.abs(e)),
+        "rmse_log1p": np.sqrt(_ratio(w @ log_e**2, n)),
+        "calibration_slope": _ratio(
+            covariance, np.where(spread > 1e-12 * np.maximum(w @ yhat**2, n), spread, 0)
+        ),
     }
 
 

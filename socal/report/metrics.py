@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import expit
+from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -16,6 +18,8 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     mean_absolute_error,
+    median_absolute_error,
+    precision_score,
     r2_score,
     recall_score,
     roc_auc_score,
@@ -25,10 +29,15 @@ from sklearn.metrics import (
 from socal.errors import UserError
 
 YOUDEN = "val_youden"
+# Probabilities are clipped to [EPS, 1 - EPS] before their logit (a float32 sigmoid can give 1).
+EPS = 1e-6
+# Risk thresholds of the decision curve.
+DECISION_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, balanced accuracy, AUROC, F1, sensitivity, specificity and confusion matrix.
+    """Accuracy, balanced accuracy, AUROC, F1, sensitivity, specificity, PPV, NPV and the
+    confusion matrix. PPV and NPV hold at the prevalence of the trials scored (the test set's).
 
     A metric without a denominator (specificity on a fold with no failure) is NaN, never 0:
     a zero would enter a mean over folds as if it had been measured.
@@ -43,16 +52,38 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
         "f1": f1_score(labels, preds, zero_division=0),
         "sensitivity": recall_score(labels, preds, pos_label=1, zero_division=np.nan),
         "specificity": recall_score(labels, preds, pos_label=0, zero_division=np.nan),
+        "ppv": precision_score(labels, preds, pos_label=1, zero_division=np.nan),
+        "npv": precision_score(labels, preds, pos_label=0, zero_division=np.nan),
         "confusion_matrix": confusion_matrix(labels, preds, labels=[0, 1]).tolist(),
     }
 
 
+def log_scale(values: np.ndarray) -> np.ndarray:
+    """``log1p`` of a non-negative quantity (blood loss, mL); a negative prediction counts as 0."""
+    return np.log1p(np.maximum(np.asarray(values, dtype=float), 0.0))
+
+
+def calibration_slope(targets: np.ndarray, preds: np.ndarray) -> float:
+    """Slope of the least-squares line of observed on predicted: 1 when predictions are neither
+    too spread (< 1) nor too shrunk (> 1); NaN when the predictions are constant."""
+    preds = np.asarray(preds, dtype=float)
+    spread = np.var(preds)
+    if len(preds) < 2 or spread <= 1e-12 * max(1.0, float(np.mean(preds**2))):
+        return math.nan
+    return float(np.cov(preds, np.asarray(targets, dtype=float), bias=True)[0, 1] / spread)
+
+
 def regression_metrics(targets: np.ndarray, preds: np.ndarray) -> dict:
-    """RMSE, MAE and R^2 in the target's units (mL for blood loss)."""
+    """RMSE, MAE and R^2 in the target's units (mL for blood loss); for a heavy-tailed target
+    also the median absolute error, the RMSE of log1p (a relative error, robust to the few
+    very large losses) and the calibration slope."""
     return {
         "rmse": root_mean_squared_error(targets, preds),
         "mae": mean_absolute_error(targets, preds),
         "r2": r2_score(targets, preds) if len(targets) > 1 else math.nan,
+        "median_ae": median_absolute_error(targets, preds),
+        "rmse_log1p": root_mean_squared_error(log_scale(targets), log_scale(preds)),
+        "calibration_slope": calibration_slope(targets, preds),
     }
 
 
@@ -100,6 +131,101 @@ def calibration_metrics(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -
         if row["count"]
     )
     return {"brier": brier_score_loss(np.asarray(labels).astype(int), probs), "ece": ece}
+
+
+def logit(probs: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probs, dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def recalibration_fits(
+    w: np.ndarray, labels: np.ndarray, probs: np.ndarray, iterations: int = 100
+) -> dict[str, np.ndarray]:
+    """Calibration-in-the-large and the calibration slope (logistic recalibration, Cox 1958),
+    one value per row of trial weights ``w`` (a bootstrap resample; a row of ones: the data).
+
+    ``calibration_intercept``: ``a`` in ``logit P(y=1) = a + logit(p)`` (``logit(p)`` an offset),
+    0 when the mean predicted probability matches the observed rate, > 0 when the model
+    under-predicts success. ``calibration_slope``: ``b`` in ``logit P(y=1) = a' + b logit(p)``,
+    1 for well-spread predictions, < 1 when they are too extreme (overfitting), > 1 too modest.
+    Weighted maximum likelihood by Newton's method, every row at once. Both NaN with one class;
+    the slope NaN when the scores separate the classes (no maximum-likelihood estimate exists:
+    a perfect ranking has an unbounded slope) and either NaN if Newton did not converge.
+    """
+    y = np.asarray(labels, dtype=float)
+    z = logit(probs)
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    drawn = w > 0
+    successes, failures = drawn & (y == 1), drawn & (y == 0)
+    both = successes.any(axis=1) & failures.any(axis=1)
+    separated = (np.where(failures, z, -np.inf).max(axis=1)
+                 <= np.where(successes, z, np.inf).min(axis=1)) | (
+        np.where(successes, z, -np.inf).max(axis=1) <= np.where(failures, z, np.inf).min(axis=1)
+    )  # fmt: skip
+    intercept = np.zeros(len(w))
+    coef = np.zeros((len(w), 2))  # a', b
+    design = np.stack([np.ones_like(z), z])  # (2, trials)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for _ in range(iterations):
+            mu = expit(intercept[:, None] + z)
+            intercept += (w @ y - (w * mu).sum(axis=1)) / (w * mu * (1 - mu)).sum(axis=1)
+            mu = expit(coef @ design)
+            gradient = (w * (y - mu)) @ design.T
+            v = w * mu * (1 - mu)  # the information: [[h00, h01], [h01, h11]] per row
+            h00, h01, h11 = v.sum(axis=1), v @ z, v @ z**2
+            det = h00 * h11 - h01**2  # 0 for a row that cannot be fitted: NaN, masked below
+            g0, g1 = gradient[:, 0], gradient[:, 1]
+            coef += np.stack([h11 * g0 - h01 * g1, h00 * g1 - h01 * g0], axis=1) / det[:, None]
+        mu = expit(coef @ design)
+        converged = np.abs((w * (y - mu)) @ design.T).max(axis=1) < 1e-8 * w.sum(axis=1)
+    return {
+        "calibration_intercept": np.where(both, intercept, np.nan),
+        "calibration_slope": np.where(both & ~separated & converged, coef[:, 1], np.nan),
+    }
+
+
+def logistic_recalibration(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Calibration intercept and slope of the trials scored (see ``recalibration_fits``)."""
+    fits = recalibration_fits(np.ones((1, len(probs))), labels, probs)
+    return {name: float(values[0]) for name, values in fits.items()}
+
+
+def isotonic_calibration(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
+    """A smoothed calibration curve without bins or bandwidth to choose: the isotonic (PAV)
+    regression of the outcome on the probability, as in the CORP reliability diagram
+    (Dimitriadis, Gneiting & Jordan 2021). One point per distinct probability, sorted."""
+    p = np.asarray(probs, dtype=float)
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0).fit(p, np.asarray(labels, dtype=float))
+    grid = np.unique(p)
+    return [
+        {"predicted": float(x), "observed": float(v)}
+        for x, v in zip(grid, fit.predict(grid), strict=True)
+    ]
+
+
+def brier_skill(labels: np.ndarray, probs: np.ndarray, reference: np.ndarray) -> float:
+    """``1 - Brier / Brier_ref``, the reference a constant prediction per trial (the training
+    prevalence of its run): > 0 when the model beats predicting that prevalence."""
+    y = np.asarray(labels, dtype=float)
+    ref = float(np.mean((np.broadcast_to(reference, y.shape) - y) ** 2))
+    model = float(np.mean((np.asarray(probs, dtype=float) - y) ** 2))
+    return math.nan if ref <= 0 else 1 - model / ref
+
+
+def net_benefit(events: np.ndarray, risk: np.ndarray, thresholds: np.ndarray) -> dict:
+    """Decision-curve analysis (Vickers & Elkin 2006): at each risk threshold ``t``, acting on
+    trials with ``risk >= t`` has net benefit ``TP/n - FP/n * t / (1 - t)``; acting on every
+    trial ``prevalence - (1 - prevalence) * t / (1 - t)``; acting on none, 0."""
+    events = np.asarray(events, dtype=bool)
+    act = np.asarray(risk, dtype=float)[None, :] >= thresholds[:, None]
+    n, odds = len(events), thresholds / (1 - thresholds)
+    prevalence = events.mean()
+    return {
+        "thresholds": thresholds.tolist(),
+        "model": ((act & events).sum(axis=1) / n - (act & ~events).sum(axis=1) / n * odds).tolist(),
+        "treat_all": (prevalence - (1 - prevalence) * odds).tolist(),
+        "treat_none": np.zeros(len(thresholds)).tolist(),
+    }
 
 
 def parse_threshold(setting: str) -> str | float:

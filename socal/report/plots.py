@@ -73,9 +73,74 @@ def reliability_diagram(calibration: dict, path: Path) -> Path:
     for _, row in used.iterrows():
         ax.annotate(str(int(row["count"])), (row["mean_predicted"], row["observed"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    if calibration.get("curve"):
+        _isotonic(ax, calibration["curve"], "isotonic (CORP)", "C1")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability", ylabel="observed rate")
-    ax.set_title(f"Brier {calibration['brier']:.3f}, ECE {calibration['ece']:.3f}")
+    title = f"Brier {calibration['brier']:.3f}, ECE {calibration['ece']:.3f}"
+    if "calibration_slope" in calibration:
+        title += (
+            f"\nintercept {calibration['calibration_intercept']:.2f}, "
+            f"slope {calibration['calibration_slope']:.2f}"
+        )
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def _isotonic(ax, curve: list[dict], label: str, color: str) -> None:
+    points = pd.DataFrame(curve)
+    ax.step(points["predicted"], points["observed"], where="post", color=color, label=label)
+
+
+def calibration_curves(curves: dict[str, list[dict]], path: Path) -> Path:
+    """One isotonic calibration curve per group (socal.report.metrics.isotonic_calibration)."""
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
+    for (name, curve), color in zip(curves.items(), (f"C{i}" for i in range(10)), strict=False):
+        _isotonic(ax, curve, name, color)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability", ylabel="observed rate",
+           title="calibration (isotonic, test)")  # fmt: skip
+    ax.legend(loc="upper left", fontsize=7)
+    return _save(fig, path)
+
+
+def decision_curves(curves: dict[str, dict], path: Path) -> Path:
+    """Net benefit against the risk threshold: each model, treat all and treat none.
+
+    A treat-all line per distinct test set (the same trials share one)."""
+    fig = Figure(figsize=(5.6, 4.4))
+    ax = fig.subplots()
+    first = next(iter(curves.values()))
+    thresholds = first["thresholds"]
+    treat_all = {tuple(c["treat_all"]): name for name, c in curves.items()}
+    for i, (line, name) in enumerate(treat_all.items()):
+        label = "treat all" if len(treat_all) == 1 else f"treat all ({name})"
+        ax.plot(thresholds, line, color="grey", lw=1, ls=("--", ":", "-.")[i % 3], label=label)
+    ax.plot(thresholds, first["treat_none"], color="black", lw=1, label="treat none")
+    for name, curve in curves.items():
+        ax.plot(thresholds, curve["model"], label=name)
+    top = max(max(c["treat_all"][0], max(c["model"])) for c in curves.values())
+    ax.set(xlim=(0, 1), ylim=(-0.1 * max(top, 0.1), 1.1 * max(top, 0.1)),
+           xlabel=f"risk threshold (event: {first['event']})", ylabel="net benefit",
+           title="decision curve (test)")  # fmt: skip
+    ax.legend(loc="upper right", fontsize=7)
+    return _save(fig, path)
+
+
+def bland_altman(test: pd.DataFrame, agreement: dict, path: Path) -> Path:
+    """Difference (predicted - actual) against the mean of the two, bias and 95% limits."""
+    fig = Figure(figsize=(4.8, 4.0))
+    ax = fig.subplots()
+    ax.scatter((test["predicted"] + test["label"]) / 2, test["predicted"] - test["label"], s=18)
+    ax.axhline(agreement["bias"], color="C1", label=f"bias {agreement['bias']:.0f}")
+    for bound in agreement["limits"]:
+        ax.axhline(bound, color="C1", ls="--")
+    ax.axhline(0, color="grey", lw=0.8)
+    low, high = agreement["limits"]
+    ax.set(xlabel="mean of predicted and actual (mL)", ylabel="predicted - actual (mL)",
+           title=f"Bland-Altman (test), limits [{low:.0f}, {high:.0f}]")  # fmt: skip
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -131,9 +196,14 @@ def run_plots(run_dir: Path) -> list[Path]:
         paths.append(
             confusion(metrics["test"]["confusion_matrix"], threshold, out / "confusion_matrix.png")
         )
+        if "decision_curve" in metrics:
+            curves = {"model": metrics["decision_curve"]}
+            paths.append(decision_curves(curves, out / "decision_curve.png"))
     else:
         paths.append(predicted_vs_actual(test, out / "predicted_vs_actual.png"))
         paths.append(residuals(test, out / "residuals.png"))
+        if "agreement" in metrics:
+            paths.append(bland_altman(test, metrics["agreement"], out / "bland_altman.png"))
     return paths
 
 

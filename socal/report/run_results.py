@@ -19,13 +19,20 @@ from socal.report.intervals import (
     exact_intervals,
     percentile_interval,
     resample_weights,
+    weighted_brier_skill,
     weighted_classification,
     weighted_regression,
 )
 from socal.report.metrics import (
+    DECISION_THRESHOLDS,
     YOUDEN,
+    brier_skill,
     calibration_metrics,
+    isotonic_calibration,
+    logistic_recalibration,
+    net_benefit,
     parse_threshold,
+    recalibration_fits,
     reliability,
     task_metrics,
     youden_threshold,
@@ -34,6 +41,10 @@ from socal.report.metrics import (
 log = logging.getLogger(__name__)
 
 BASELINE_PREFIX = "baseline_"
+# The majority baseline's output is the training prevalence (socal.training.metrics).
+PREVALENCE_COLUMN = BASELINE_PREFIX + "majority"
+# Calibration figures beside the test metrics in the results tables.
+CALIBRATION_ROWS = ("brier", "brier_skill", "ece", "calibration_intercept", "calibration_slope")
 # The model-minus-baseline differences reported, per task.
 DIFFERENCES = {"classification": ("auroc", "accuracy"), "regression": ("rmse", "mae")}
 
@@ -92,6 +103,33 @@ def _weighted(task: str, w: np.ndarray, labels, outputs, threshold, bins: int) -
     return weighted_regression(w, labels, outputs)
 
 
+def calibration(test: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, bins: int) -> dict:
+    """Brier score, its skill against the training prevalence (the majority baseline's
+    output, per row: pooled folds keep their own), ECE, the reliability table, logistic
+    recalibration and the isotonic calibration curve."""
+    skill = (
+        brier_skill(labels, probs, test[PREVALENCE_COLUMN].to_numpy(float))
+        if PREVALENCE_COLUMN in test
+        else math.nan
+    )
+    return {
+        **calibration_metrics(labels, probs, bins),
+        "brier_skill": skill,
+        **logistic_recalibration(labels, probs),
+        "bins": bins,
+        "reliability": reliability(labels, probs, bins),
+        "curve": isotonic_calibration(labels, probs),
+    }
+
+
+def bland_altman(targets: np.ndarray, preds: np.ndarray) -> dict:
+    """Bias (mean of predicted - actual) and 95% limits of agreement (bias +- 1.96 sd)."""
+    difference = np.asarray(preds, dtype=float) - np.asarray(targets, dtype=float)
+    bias = float(difference.mean())
+    sd = float(difference.std(ddof=1)) if len(difference) > 1 else math.nan
+    return {"bias": bias, "sd": sd, "limits": [bias - 1.96 * sd, bias + 1.96 * sd]}
+
+
 def published_results(
     task: str,
     test: pd.DataFrame,
@@ -114,11 +152,17 @@ def published_results(
     result: dict[str, Any] = {"test": task_metrics(task, labels, outputs, threshold)}
     if classification:
         result["test_at_0.5"] = task_metrics(task, labels, outputs)
-        result["calibration"] = {
-            **calibration_metrics(labels, outputs, settings.bins),
-            "bins": settings.bins,
-            "reliability": reliability(labels, outputs, settings.bins),
+        result["prevalence"] = {"test": float(labels.mean())}
+        result["calibration"] = calibration(test, labels, outputs, settings.bins)
+        if PREVALENCE_COLUMN in test:
+            result["prevalence"]["train"] = float(test[PREVALENCE_COLUMN].mean())
+        # The event acted on is failure (label 0), its risk 1 - p: who to coach or assist.
+        result["decision_curve"] = {
+            "event": "failure",
+            **net_benefit(labels == 0, 1 - outputs, DECISION_THRESHOLDS),
         }
+    else:
+        result["agreement"] = bland_altman(labels, outputs)
     intervals: dict[str, Any] = {
         "confidence": settings.confidence,
         "unit": "participant",
@@ -132,6 +176,11 @@ def published_results(
         participants = test["participant"].to_numpy()
         w = np.vstack([w, resample_weights(participants, settings.bootstrap, settings.seed)])
     model = _weighted(task, w, labels, outputs, threshold, settings.bins)
+    if classification:
+        model.update(recalibration_fits(w, labels, outputs))
+        if PREVALENCE_COLUMN in test:
+            prevalence = test[PREVALENCE_COLUMN].to_numpy(float)
+            model["brier_skill"] = weighted_brier_skill(w, labels, outputs, prevalence)
     level = settings.confidence
     intervals["bootstrap"] = {k: percentile_interval(v[1:], level) for k, v in model.items()}
     intervals["defined_resamples"] = {k: int(np.isfinite(v[1:]).sum()) for k, v in model.items()}
@@ -199,7 +248,8 @@ def results_rows(result: dict) -> list[dict]:
     intervals = result.get("intervals", {})
     rows = []
     test = {k: v for k, v in result["test"].items() if not isinstance(v, list)}
-    test.update({k: v for k, v in result.get("calibration", {}).items() if k in ("brier", "ece")})
+    calibrated = result.get("calibration", {})
+    test.update({k: calibrated[k] for k in CALIBRATION_ROWS if k in calibrated})
     for name, value in test.items():
         exact = intervals.get("exact", {}).get(name, {})
         rows.append(
@@ -233,7 +283,7 @@ def format_results(result: dict) -> str:
         )
     header = f"bootstrap {level} CI ({intervals.get('participants', '?')} surgeons)"
     extra = f"{'exact (C-P)':<20}{'clustered':<20}{'at 0.5':>8}" if classification else ""
-    lines.append(f"{'metric':<18}{'value':>10}  {header:<34}{extra}")
+    lines.append(f"{'metric':<22}{'value':>10}  {header:<34}{extra}")
     for row in results_rows(result):
         extra = ""
         if classification:
@@ -242,8 +292,9 @@ def format_results(result: dict) -> str:
             at_half = "" if row["at_0.5"] is None else number(row["at_0.5"])
             extra = f"{exact:<20}{clustered:<20}{at_half:>8}"
         lines.append(
-            f"{row['metric']:<18}{number(row['value']):>10}  {bootstrap_cell(row):<34}{extra}"
+            f"{row['metric']:<22}{number(row['value']):>10}  {bootstrap_cell(row):<34}{extra}"
         )
+    lines += notes(result)
     for name, diffs in result.get("differences", {}).items():
         for key in DIFFERENCES[result["task"]]:
             diff = diffs[key]
@@ -251,3 +302,23 @@ def format_results(result: dict) -> str:
         if diffs.get("tests"):
             lines.append(f"model vs {name}: {test_summary(diffs['tests'])}")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def notes(result: dict, digits: int = 4) -> list[str]:
+    """What the PPV / NPV, the Brier skill score and the limits of agreement are relative to."""
+    prevalence = result.get("prevalence")
+    lines = []
+    if prevalence:
+        train = prevalence.get("train")
+        lines.append(
+            f"PPV and NPV hold at the test prevalence of success, {number(prevalence['test'], 3)}; "
+            "they change with it. Brier skill: against predicting the training prevalence"
+            + (f" ({number(train, 3)})" if train is not None else " (not recorded: n/a)")
+        )
+    agreement = result.get("agreement")
+    if agreement:
+        lines.append(
+            f"Bland-Altman (predicted - actual): bias {number(agreement['bias'], digits)}, "
+            f"95% limits of agreement {interval(agreement['limits'], digits)}"
+        )
+    return lines

@@ -10,17 +10,37 @@ from typing import Any, Optional
 import pandas as pd
 
 from socal.report import plots
-from socal.report.aggregate import REPLICATE_KEYS, Group, compare_groups, run_metrics, summary
+from socal.report.aggregate import (
+    REPLICATE_KEYS,
+    Group,
+    compare_groups,
+    run_metrics,
+    scored_trials,
+    summary,
+)
+from socal.report.checklist import checklist_lines
+from socal.report.published import SOURCE, is_published, published_comparison
 from socal.report.run_results import (
     DIFFERENCES,
     bootstrap_cell,
     interval,
+    notes,
     number,
     results_rows,
     test_summary,
 )
 
 HEADLINE = {"classification": ("auroc", "accuracy"), "regression": ("rmse", "mae")}
+# What each of report_plots' figures shows, by a part of its file name (report.md lists them).
+FIGURES = {
+    "_vs_": "a headline test metric against a swept key (mean ± sd over each group's runs)",
+    "pooled_roc": "ROC curve per group, pooled out-of-fold predictions",
+    "calibration": "isotonic calibration curve per group (intercept and slope: the group tables)",
+    "decision_curve": "decision curve per group: net benefit of acting on predicted failure "
+    "over risk thresholds, beside treat-all and treat-none",
+    "bland_altman": "Bland-Altman plot of the group its name numbers: predicted - actual against "
+    "their mean, bias and 95% limits of agreement",
+}
 
 
 def _num(value: Optional[float]) -> str:
@@ -77,6 +97,50 @@ def _protocol(group: Group) -> list[str]:
     ]
 
 
+def group_result(group: Group) -> Optional[dict]:
+    """The results a group is reported by: its pooled folds', or its one run's metrics.json."""
+    if group.pooled is not None:
+        return group.pooled
+    return group.runs[0].metrics if len(group.runs) == 1 else None
+
+
+def published_comparisons(group: Group) -> list[dict]:
+    """Each run of a ``split=published`` group against the published figures (or refused)."""
+    if not is_published(group.runs[0].config):
+        return []
+    return [
+        published_comparison(group.task, run.name, list(run.test["trial"]), run.metrics)
+        for run in group.runs
+    ]
+
+
+def _published_lines(group: Group) -> list[str]:
+    """A table of the complete runs beside the published figures; a NOTE for each other run."""
+    found = published_comparisons(group)
+    lines = [f"- NOTE: {c['refused']}" for c in found if "refused" in c]
+    complete = [c for c in found if "figures" in c]
+    if not complete:
+        return lines
+    names = list(complete[0]["figures"])
+    lines += [
+        "",
+        f"The published 20 test trials, beside {SOURCE} (95% intervals: few-surgeon for "
+        "proportions, surgeon bootstrap for blood loss):",
+        "",
+        "| test metric | published | " + " | ".join(c["run"] for c in complete) + " |",
+        "|---" * (2 + len(complete)) + "|",
+    ]
+    lines += [
+        f"| {name} | {_num(complete[0]['figures'][name]['published'])} | "
+        + " | ".join(
+            f"{_num(c['figures'][name]['run'])} {_ci(c['figures'][name]['ci'])}" for c in complete
+        )
+        + " |"
+        for name in names
+    ]
+    return [*lines, ""]
+
+
 def _group_lines(group: Group, rank: int) -> list[str]:
     stats = summary(group)
     lines = [f"### {rank}. {group.label}", ""]
@@ -88,7 +152,10 @@ def _group_lines(group: Group, rank: int) -> list[str]:
             f"- NOTE: folds {group.missing_folds} of {group.coverage['of_folds']} are missing: "
             "the pooled figures cover part of the data only, and the group is ranked last"
         )
-    lines += [f"- {setting}" for setting in _protocol(group)] + [""]
+    lines += [f"- {setting}" for setting in _protocol(group)]
+    result = group_result(group)
+    lines += [f"- {note}" for note in notes(result or {})]
+    lines += [*_published_lines(group), ""]
     pooled = group.pooled
     if pooled is None and len(group.runs) == 1:  # one run: its own intervals
         lines += [
@@ -149,7 +216,10 @@ def _group_lines(group: Group, rank: int) -> list[str]:
     return [*lines, ""]
 
 
-def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
+def report_markdown(
+    groups: list[Group], keys: list[str], command: str, figures: tuple[str, ...] = ()
+) -> str:
+    """report.md; ``figures``: the plots written, relative to the report folder."""
     task = groups[0].task
     monitor = groups[0].monitor
     n_runs = sum(len(g.runs) for g in groups)
@@ -228,9 +298,16 @@ def report_markdown(groups: list[Group], keys: list[str], command: str) -> str:
             "made together, and can be lower. Thresholded metrics are pooled (each fold at its "
             "own validation threshold).",
         ]
+    if figures:
+        lines += ["", "Figures (pooled out-of-fold predictions, or the group's one run):", ""]
+        lines += [
+            f"- `{path}`: " + next(text for part, text in FIGURES.items() if part in path)
+            for path in figures
+        ]
     lines += ["", "## Groups", ""]
     for rank, group in enumerate(groups, 1):
         lines += _group_lines(group, rank)
+    lines += checklist_lines(groups, keys)
     return "\n".join(lines) + "\n"
 
 
@@ -273,6 +350,30 @@ def report_plots(groups: list[Group], out: Path) -> list[Path]:
     }
     if curves:
         paths.append(plots.pooled_roc(curves, out / "plots" / "pooled_roc.png"))
+    return paths + _result_plots(groups, out / "plots")
+
+
+def _result_plots(groups: list[Group], folder: Path) -> list[Path]:
+    """Calibration and decision curves (classification), Bland-Altman plots (regression)."""
+    found = [(rank, g, group_result(g)) for rank, g in enumerate(groups, 1)]
+    results = [(rank, g, r) for rank, g, r in found if r]
+    if groups[0].task == "regression":
+        return [
+            plots.bland_altman(
+                scored_trials(g), r["agreement"], folder / f"bland_altman_{rank}.png"
+            )
+            for rank, g, r in results
+            if "agreement" in r and scored_trials(g) is not None
+        ]
+    calibration = {f"{rank}. {g.label}": r["calibration"]["curve"] for rank, g, r in results
+                   if "curve" in r.get("calibration", {})}  # fmt: skip
+    decision = {f"{rank}. {g.label}": r["decision_curve"] for rank, g, r in results
+                if "decision_curve" in r}  # fmt: skip
+    paths = []
+    if calibration:
+        paths.append(plots.calibration_curves(calibration, folder / "calibration.png"))
+    if decision:
+        paths.append(plots.decision_curves(decision, folder / "decision_curve.png"))
     return paths
 
 
@@ -294,11 +395,13 @@ def write_report(groups: list[Group], keys: list[str], out: Path, command: str) 
                 **summary(group),
                 "pooled": group.pooled,
                 "coverage": group.coverage,
+                "published_comparison": published_comparisons(group),
             }
             for rank, group in enumerate(groups, 1)
         ],
     }
     (out / "summary.json").write_text(json.dumps(_json_ready(document), indent=2))
-    (out / "report.md").write_text(report_markdown(groups, keys, command))
-    written = [out / "report.md", out / "summary.csv", out / "summary.json"]
-    return written + report_plots(groups, out)
+    figures = report_plots(groups, out)
+    names = tuple(path.relative_to(out).as_posix() for path in figures)
+    (out / "report.md").write_text(report_markdown(groups, keys, command, names))
+    return [out / "report.md", out / "summary.csv", out / "summary.json", *figures]

@@ -99,13 +99,13 @@ def results_table(
     keys = [k for k, v in model.items() if not isinstance(v, list)]
     rows = {"model": model, **reference}
     width, column = max(len(k) for k in keys) + 2, max(14, *(len(n) + 2 for n in rows))
-    ci = f"{'95% CI':>18}" if intervals else ""
+    ci = f"{'95% CI':>20}" if intervals else ""
     lines = [" " * width + f"{'model':>{column}}" + ci]
     lines[0] += "".join(f"{name:>{column}}" for name in reference)
     for key in keys:
         cells = [f"{row[key]:>{column}.4f}" for row in rows.values()]
         if intervals:
-            cells.insert(1, f"{intervals.get(key, ''):>18}")
+            cells.insert(1, f"{intervals.get(key, ''):>20}")
         lines.append(f"{key:<{width}}" + "".join(cells))
     headline = HEADLINE[task]
     better = (lambda a, b: a > b) if task == "classification" else (lambda a, b: a < b)
