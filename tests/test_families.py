@@ -9,6 +9,8 @@ rebuilds from its hyperparameters equals the one sent.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from socal.sagemaker import hyperparams
 from socal.training.checkpoint import step_files
 
 from support import (
+    REPO,
     assert_reproduces,
     assert_serves,
     encoded,
@@ -103,6 +106,33 @@ def test_the_package_reproduces_the_runs_predictions(
     assert_reproduces(pd.read_csv(tmp_path / "out" / "predictions.csv"), expected_rows(run_dir))
     archive = model_archive(run_dir, tmp_path / "archive")
     assert_serves(archive, run_dir, data_root, tmp_path)
+
+
+# Grad-CAM where the family has a convolutional last stage, integrated gradients elsewhere.
+GRADIENT = {"r2plus1d_tiny": "grad-cam", "frame_encoder_tiny": "grad-cam"}
+
+
+@pytest.mark.slow
+def test_the_trained_model_is_explained(
+    tmp_path: Path, trained: tuple[str, Path], data_root: Path
+) -> None:
+    option, run_dir = trained
+    trial = expected_rows(run_dir).index[0]
+    out = tmp_path / "explained"
+    subprocess.run(
+        [sys.executable, "explain.py", f"run={run_dir}", f"data.root={data_root}", "device=cpu",
+         f"explain.trials=[{trial}]", "explain.top_seconds=1", "explain.ig_steps=2",
+         f"hydra.run.dir={out}"],
+        cwd=REPO, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    temporal = pd.read_csv(out / "temporal.csv")
+    explained = pd.read_csv(out / "trials.csv").set_index("trial")
+    assert set(temporal["trial"]) == {trial} and len(temporal) == 4  # one row per clip second
+    assert explained.loc[trial, "gradient"] == GRADIENT.get(option, "integrated gradients")
+    assert explained.loc[trial, "probability"] == pytest.approx(
+        expected_rows(run_dir).loc[trial, "probability"], abs=1e-5
+    )
+    assert (out / f"{trial}.png").stat().st_size and (out / "summary.png").stat().st_size
 
 
 @pytest.mark.slow

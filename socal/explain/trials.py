@@ -35,15 +35,17 @@ log = logging.getLogger(__name__)
 FOLDER = "explanations"  # inside a run folder
 
 
-def output_function(predictor: Predictor) -> Output:
-    """Normalised clips -> the model's output in the task's units (probability or mL)."""
+def output_function(predictor: Predictor, evidence: float = 0.0) -> Output:
+    """Normalised clips -> the model's output in the task's units (probability or mL); with
+    ``evidence`` (+1 or -1), the raw output times it instead: the logit of the predicted
+    class, which gradients explain without the sigmoid's saturation."""
     engine = predictor.engine
     model = engine.module.eval()
 
     def output(clips: torch.Tensor) -> torch.Tensor:
         with autocast(engine.precision, engine.device):
             raw = model(clips)
-        return engine.task.outputs(raw, engine.target_scale)
+        return raw.float() * evidence if evidence else engine.task.outputs(raw, engine.target_scale)
 
     return output
 
@@ -77,6 +79,10 @@ def explain_trial(
     top = [s for s in ranked if s in positions][: settings.top_seconds]
     model: Any = predictor.engine.module
     layer = model.family.gradcam_layer(model.net)
+    predicted_failure = (
+        predictor.task == "classification" and np.mean(outputs) < predictor.threshold
+    )
+    evidence = output_function(predictor, -1.0 if predicted_failure else 1.0)
     occlusion, gradient, method = [], [], ""
     for second in top:
         frames = [int(f) for f in np.flatnonzero(positions == second)]
@@ -84,7 +90,7 @@ def explain_trial(
         occlusion.append(spatial_occlusion(output, clip, frames, settings.patches, settings.batch))
         if settings.gradient:
             method, grad = gradient_map(
-                output, clip.clone().requires_grad_(), frames[0], layer, settings.ig_steps,
+                evidence, clip.clone().requires_grad_(), frames[0], layer, settings.ig_steps,
                 settings.batch,
             )  # fmt: skip
             gradient.append(grad)

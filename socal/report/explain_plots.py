@@ -30,10 +30,18 @@ def trial_figure(npz: Path, info: dict[str, Any], path: Path) -> Path:
     data = np.load(npz)
     frames, positions, top = data["frames"], data["positions"], list(data["top"])
     shown = np.unique(np.linspace(0, len(frames) - 1, min(STRIP, len(frames))).round().astype(int))
-    maps = [("occlusion", data["occlusion"]), (str(data["method"]), data["gradient"])]
-    maps = [(name, m) for name, m in maps if len(m)]
+    # One colour scale per kind of map over the trial's top seconds: a second whose map is
+    # noise looks like noise next to one that matters (occlusion is signed, gradients are not).
+    maps: list[tuple[str, Any, Any, tuple[Any, Any]]] = []
+    for name, stack, cmap, signed in (
+        ("occlusion", data["occlusion"], "coolwarm", True),
+        (str(data["method"]), data["gradient"], "inferno", False),
+    ):
+        if len(stack):
+            peak = float(np.abs(stack).max()) or 1.0
+            maps.append((name, stack, cmap, (-peak if signed else 0.0, peak)))
     fig = Figure(figsize=(max(8.0, 0.8 * len(shown)), 2.2 + 2.2 * max(len(top), 1)))
-    grid = fig.add_gridspec(2 + len(top), max(len(shown), 1 + len(maps)))
+    grid = fig.add_gridspec(2 + len(top), max(len(shown), 2 * (1 + len(maps))))
     for column, i in enumerate(shown):
         ax = fig.add_subplot(grid[0, column])
         ax.imshow(_image(frames[i]))
@@ -41,12 +49,13 @@ def trial_figure(npz: Path, info: dict[str, Any], path: Path) -> Path:
         ax.axis("off")
     for row, second in enumerate(top, start=1):
         frame = _image(frames[int(np.flatnonzero(positions == second)[0])])
-        for column, (name, stack) in enumerate([("frame", None), *maps]):
-            ax = fig.add_subplot(grid[row, column])
+        panels = [(f"{second} s", None, None, (None, None)), *maps]
+        for column, (name, stack, cmap, (low, high)) in enumerate(panels):
+            ax = fig.add_subplot(grid[row, 2 * column : 2 * column + 2])
             ax.imshow(frame)
             if stack is not None:
-                ax.imshow(stack[row - 1], cmap="jet", alpha=0.5)
-            ax.set_title(f"{second} s: {name}", fontsize=8)
+                ax.imshow(stack[row - 1], cmap=cmap, vmin=low, vmax=high, alpha=0.55)
+            ax.set_title(name, fontsize=8)
             ax.axis("off")
     curve = fig.add_subplot(grid[-1, :])
     curve.bar(data["seconds"], data["attribution"], width=0.8, color="C0")
