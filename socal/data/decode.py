@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from socal.data.jpeg import Decoded, DecodeError, decode_frame
 
 log = logging.getLogger(__name__)
-_warned: set[Path] = set()
+_warned: set[tuple[Path, str]] = set()
 
 
 def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -82,8 +82,8 @@ def decode_with_fallback(frames: Sequence[Path], position: int, short_side: int)
 
 def _warn_once(path: Path, message: str, *args: object) -> None:
     """``message`` about ``path``, once per file and process (not once per epoch)."""
-    if path not in _warned:
-        _warned.add(path)
+    if (path, message) not in _warned:
+        _warned.add((path, message))
         log.warning(message, path, *args)
 
 
