@@ -32,6 +32,7 @@ FRAME_NAME = re.compile(
 )
 PARTICIPANT = re.compile(r"^S(\d+)T\d+$")
 HEAD_BYTES = 16 * 1024  # most headers fit; a long EXIF or ICC segment reads on
+TAIL_BYTES = 4096  # the end marker lies in them, unless more than that follows it
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,9 @@ def frame_problem(path: Path) -> FrameCheck:
 
     Opens the file (following symlinks), so a missing file, a dangling symlink, a directory and
     a file this process may not read are told apart by what ``open`` raises, whoever runs it.
-    Then the header is walked to the first scan, and an end marker must follow the scan: the
-    last two bytes when they are one, else a search of the rest (padding or a second image may
-    follow the end). Damage inside a scan is found by decoding (``decode_frame``).
+    Then the header is walked to the first scan, and an end marker must follow the scan: in
+    the last 4 KiB (after the scan start), else anywhere after it, as when more follows the end
+    (a second image, maker data). Damage inside a scan is found by decoding (``decode_frame``).
     """
     try:
         with open(path, "rb") as handle:
@@ -149,8 +150,9 @@ def frame_problem(path: Path) -> FrameCheck:
                     raise
                 data += handle.read()
                 header = read_header(data)
-            handle.seek(max(size - 2, 0))
-            if handle.read(2) != b"\xff\xd9" or header.scan_start >= size - 2:
+            tail_at = max(size - TAIL_BYTES, header.scan_start)
+            handle.seek(tail_at)
+            if handle.read().rfind(b"\xff\xd9") < 0:  # not near the end: search it all
                 handle.seek(len(data))
                 if not has_end(data + handle.read(), header.scan_start):
                     return FrameCheck("truncated_frames")
