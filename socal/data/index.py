@@ -166,7 +166,7 @@ def frame_problem(path: Path) -> FrameCheck:
         return FrameCheck("unreadable_frame_files")
 
 
-def _readable_frames(trial_id: str, paths: list[Path], report: DataReport) -> Optional[list]:
+def readable_frames(trial_id: str, paths: list[Path], report: DataReport) -> Optional[list]:
     """``paths`` with each bad frame replaced by its nearest good one (timing kept), every
     problem added to ``report``; None when no frame is usable (the trial is dropped).
 
@@ -268,7 +268,7 @@ def index_folder(
             label = math.nan
         if group["gap"].any():
             report.frame_gaps.append(trial_id)
-        paths = _readable_frames(trial_id, list(group["path"]), report)
+        paths = readable_frames(trial_id, list(group["path"]), report)
         if paths is None:
             continue
         participant = (
