@@ -27,7 +27,7 @@ from socal.config import CacheMode, DataConfig, WindowConfig
 from socal.data.dataset import ClipDataset
 from socal.data.frame_cache import default_dir, prepare
 from socal.data.index import Trial, index_folder
-from socal.data.jpeg import read_header
+from socal.data.jpeg import decode_frame, read_header
 
 from support import assert_close_to_reference, reference_frame, synthetic_folder
 
@@ -234,6 +234,7 @@ def test_header_junk_is_one_line_of_the_data_check(trials: dict[str, Trial]) -> 
     _, report = index_folder(trial.frames[0].parent.parent)
     ours = [w for w in report.frames_decoded_with_warnings if w.startswith(trial.trial_id)]
     assert ours == [f"{p.name} ({JUNK_WARNING})" for p in trial.frames]
+    assert decode_frame(trial.frames[0], SIZE).warning == JUNK_WARNING  # libjpeg's own words
     line = next(x for x in report.lines() if x.startswith("frames decoded with warnings: "))
     assert JUNK_WARNING in line
 

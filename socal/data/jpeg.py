@@ -43,8 +43,8 @@ class FrameProblem(ValueError):
         self.kind = kind
 
 
-def _truncated(message: str) -> FrameProblem:
-    return FrameProblem("truncated_frames", message)
+def _truncated() -> FrameProblem:
+    return FrameProblem("truncated_frames", "the file ends inside its header")
 
 
 def _not_jpeg(message: str) -> FrameProblem:
@@ -92,12 +92,12 @@ def read_header(data: bytes) -> Header:
     while True:
         ff = data.find(b"\xff", pos)
         if ff < 0:
-            raise _truncated("the file ends inside its header")
+            raise _truncated()
         at = ff
         while at + 1 < len(data) and data[at + 1] == 0xFF:
             at += 1  # fill bytes before a marker
         if at + 1 >= len(data):
-            raise _truncated("the file ends inside its header")
+            raise _truncated()
         marker, pos = data[at + 1], at + 2
         if marker == 0x00:  # FF00 is no marker here: more extraneous bytes
             continue
@@ -109,10 +109,10 @@ def read_header(data: bytes) -> Header:
         if marker in (SOI, EOI):
             raise _not_jpeg(f"marker 0x{marker:02x} before any image data")
         if pos + 2 > len(data):
-            raise _truncated("the file ends inside its header")
+            raise _truncated()
         segment_end = pos + _u16(data, pos)
         if segment_end > len(data):
-            raise _truncated("the file ends inside its header")
+            raise _truncated()
         if marker in SOF and segment_end - pos >= 8:
             size = (_u16(data, pos + 5), _u16(data, pos + 3))
         if marker == SOS:
@@ -165,13 +165,17 @@ def decode_frame(path: Path, short_side: int) -> Decoded:
     try:
         return _simplejpeg(data, short_side)
     except ValueError as err:
-        header = read_header(data)  # a FrameProblem (a ValueError) for no JPEG at all
-        if header.junk:
-            decoded = _simplejpeg(without_junk(data, header), short_side)
-            return replace(decoded, warning=str(err))
-        if str(err).startswith(DAMAGED):
-            raise
-        return replace(_pillow(data, short_side), warning=str(err))
+        warning = str(err)
+    header = read_header(data)  # a FrameProblem (a ValueError) for no JPEG at all
+    if header.junk:
+        data = without_junk(data, header)
+        try:
+            return replace(_simplejpeg(data, short_side), warning=warning)
+        except ValueError as err:
+            warning = str(err)
+    if warning.startswith(DAMAGED):
+        raise ValueError(warning)
+    return replace(_pillow(data, short_side), warning=warning)
 
 
 def _simplejpeg(data: bytes, short_side: int) -> Decoded:
