@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -26,8 +27,8 @@ from PIL import Image, ImageCms
 from socal.config import CacheMode, DataConfig, WindowConfig
 from socal.data.dataset import ClipDataset
 from socal.data.frame_cache import default_dir, prepare
-from socal.data.index import Trial, index_folder
-from socal.data.jpeg import decode_frame, read_header
+from socal.data.index import Trial, frame_problem, index_folder
+from socal.data.jpeg import DecodeError, decode_frame, read_header
 
 from support import assert_close_to_reference, reference_frame, synthetic_folder
 
@@ -39,7 +40,7 @@ Writer = Callable[[list[np.ndarray], list[Path]], None]
 
 def tool(*names: str) -> list[str]:
     """The first of ``names`` that really is the tool (``convert`` may be a stand-in on PATH
-    ahead of ImageMagick's); skipped when none is, failed in CI, where .ci/run installs it."""
+    ahead of ImageMagick's)."""
     banner = {"ffmpeg": "ffmpeg version"}
     for name in names:
         for path in dict.fromkeys(filter(None, (shutil.which(name), f"/usr/bin/{name}"))):
@@ -47,9 +48,14 @@ def tool(*names: str) -> list[str]:
                 probe = subprocess.run([path, "-version"], capture_output=True, text=True)
                 if probe.stdout.startswith(banner.get(name, "Version: ImageMagick")):
                     return [path]
+    missing(" or ".join(names))
+
+
+def missing(what: str) -> NoReturn:
+    """Skip a test whose tool is not installed here; fail it in CI, where .ci/run installs it."""
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{' or '.join(names)} missing: .ci/run installs it")
-    pytest.skip(f"{' or '.join(names)} not installed")
+        pytest.fail(f"{what} missing: .ci/run installs it")
+    pytest.skip(f"{what} not installed")
 
 
 def jpeg_bytes(pixels: np.ndarray | Image.Image, **options: object) -> bytes:
@@ -100,7 +106,10 @@ def srgb_profile() -> bytes:
 
 def opencv(**params: int) -> Writer:
     def write(frames: list[np.ndarray], paths: list[Path]) -> None:
-        cv2 = pytest.importorskip("cv2")
+        try:
+            import cv2
+        except ImportError:
+            missing("opencv-python-headless (the dev extra)")
         flags = [v for name, value in params.items() for v in (getattr(cv2, name), value)]
         for pixels, path in zip(frames, paths, strict=True):
             assert cv2.imwrite(str(path), pixels[..., ::-1], flags)
@@ -293,3 +302,25 @@ def test_a_trial_that_stops_decoding_never_raises(
         clip = ClipDataset([changed], data, SIZE, False, 0)[0]["pixel_values"]
     assert clip.shape[1:] == (3, SIZE, SIZE) and int(clip.max()) == 0
     assert "decodes any more: a black frame" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "kind", ["pillow_baseline", "progressive", "opencv_restart_markers",
+             "thumbnail_in_app_segment", "mpo_second_image"],
+)  # fmt: skip
+def test_every_cut_before_the_end_marker_is_a_bad_frame(kind: str, tmp_path: Path) -> None:
+    """Cut anywhere before the (first) image's end, a file is never judged usable."""
+    whole = tmp_path / "whole.jpeg"
+    coarse = np.random.default_rng(0).integers(0, 256, (9, 16, 3), np.uint8)
+    pixels = np.asarray(Image.fromarray(coarse).resize((160, 96), Image.Resampling.BICUBIC))
+    KINDS[kind]([pixels], [whole])
+    data = whole.read_bytes()
+    end = data.index(b"\xff\xd9", read_header(data).scan_start) + 2
+    cut = tmp_path / "cut.jpeg"
+    for at in np.linspace(0, end - 1, 60, dtype=int):
+        cut.write_bytes(data[:at])
+        assert frame_problem(cut).problem in ("truncated_frames", "not_jpeg_frames"), at
+        with pytest.raises(DecodeError):
+            decode_frame(cut, SIZE)
+    cut.write_bytes(data[:end])
+    assert frame_problem(cut).problem is None
