@@ -34,9 +34,10 @@ from torch.utils.data import DataLoader
 from socal.config import CacheMode, DataConfig, WindowConfig
 from socal.data.clips import clip_positions
 from socal.data.dataset import ClipDataset
-from socal.data.decode import DECODER, short_side_size
+from socal.data.decode import short_side_size
 from socal.data.frame_cache import frame_range, prepare
 from socal.data.index import Trial, index_folder
+from socal.data.jpeg import DECODER
 from socal.data.synthetic import SyntheticSpec, ensure_synthetic
 from socal.data.transforms import finish_clips
 

@@ -173,9 +173,9 @@ def test_a_file_without_read_permission_is_reported(tmp_path: Path) -> None:
 
 
 def test_frame_problem_needs_no_readable_directory_entry(tmp_path: Path) -> None:
-    assert frame_problem(tmp_path / "absent.jpeg")[0] == "missing_frame_files"
+    assert frame_problem(tmp_path / "absent.jpeg").problem == "missing_frame_files"
     (tmp_path / "file").write_bytes(b"\xff\xd8\xff\xd9")
-    assert frame_problem(tmp_path / "file" / "below.jpeg")[0] == "missing_frame_files"
+    assert frame_problem(tmp_path / "file" / "below.jpeg").problem == "missing_frame_files"
 
 
 def test_messy_csvs_are_read_as_meant(folder: Path) -> None:

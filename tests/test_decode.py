@@ -9,35 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-import socal.data.decode
+import socal.data.jpeg
 from socal.config import AugmentConfig, Normalization
-from socal.data.decode import decode_clip, decode_scaled, decode_with_fallback, short_side_size
+from socal.data.decode import decode_clip, decode_with_fallback
+from socal.data.jpeg import decode_frame
 from socal.data.transforms import crop_clip, draw_params, finish_clips, params_tensors
 
-from support import reference_transform
-
-# A decode is "equal to the reference" (full PIL decode, then PIL's antialiased bilinear resize)
-# when it differs by at most this many levels of 255 on average and at the 99th percentile.
-# torch's uint8 resize matches PIL's exactly; what differs is libjpeg's DCT-domain downscale, a
-# box-like filter: measured on the noisy synthetic frames, mean 1.1-2.0 and p99 6-13.
-MEAN_TOLERANCE, P99_TOLERANCE = 2.5, 16.0
-
-
-def reference_frame(path: Path, short_side: int) -> np.ndarray:
-    """The slow, obvious decode: every pixel, then one resize to the short side."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        height, width = short_side_size(image.height, image.width, short_side)
-        return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
-
-
-def assert_close_to_reference(ours: np.ndarray, reference: np.ndarray) -> None:
-    assert ours.shape == reference.shape
-    diff = np.abs(ours.astype(np.int16) - reference.astype(np.int16))
-    assert diff.mean() <= MEAN_TOLERANCE and np.percentile(diff, 99) <= P99_TOLERANCE, (
-        diff.mean(),
-        np.percentile(diff, 99),
-    )
+from support import assert_close_to_reference, reference_frame, reference_transform
 
 
 def write_frames(folder: Path, n: int, size: tuple[int, int] = (1280, 720)) -> list[Path]:
@@ -67,7 +45,7 @@ def test_scaled_decode_equals_the_full_decode_within_tolerance(
     frames: list[Path], use_simplejpeg: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not use_simplejpeg:
-        monkeypatch.setattr(socal.data.decode, "simplejpeg", None)  # the PIL draft fallback
+        monkeypatch.setattr(socal.data.jpeg, "simplejpeg", None)  # the PIL draft fallback
     clip = decode_clip(frames, [0, 3, 5], 64)
     assert clip.shape == (3, 3, 64, 114) and clip.dtype == torch.uint8
     for k, p in enumerate([0, 3, 5]):
@@ -84,7 +62,8 @@ def test_a_damaged_frame_decodes_as_its_nearest_neighbour(frames: list[Path], tm
     data = frames[2].read_bytes()
     damaged.write_bytes(data[:300] + b"\x00" * 2000 + data[-2:])  # head and tail intact
     patched = [*frames[:2], damaged, *frames[3:]]
-    assert np.array_equal(decode_with_fallback(patched, 2, 48)[0], decode_scaled(frames[1], 48)[0])
+    decoded = decode_with_fallback(patched, 2, 48)
+    assert decoded.replaced and np.array_equal(decoded.pixels, decode_frame(frames[1], 48).pixels)
 
 
 def test_eval_path_equals_the_cpu_transform() -> None:

@@ -19,6 +19,7 @@ from socal.data import prepare as prepare_cli
 from socal.data.dataset import ClipDataset
 from socal.data.frame_cache import default_dir, frame_range, prepare, variant_name
 from socal.data.index import Trial, index_folder
+from socal.data.jpeg import read_header
 from socal.errors import UserError
 
 from support import synthetic_folder
@@ -131,7 +132,8 @@ def test_an_unreadable_frame_uses_its_neighbour_and_is_counted(root: Path) -> No
     trials, _ = index_folder(root)
     damaged = trials[0].frames[5]
     data = damaged.read_bytes()
-    damaged.write_bytes(data[:400] + b"\x00" * 3000 + data[-2:])  # passes the truncation check
+    start = read_header(data).scan_start  # header whole, the scan zeros: passes the check
+    damaged.write_bytes(data[:start] + b"\x00" * 3000 + data[-2:])
     truncated = trials[0].frames[7]
     truncated.write_bytes(truncated.read_bytes()[:1000])
     trials, index_report = index_folder(root)

@@ -12,6 +12,10 @@ import pytest
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, roc_auc_score
 
+from socal.data.clips import clip_positions
+from socal.serving.endpoint import predict_fn
+from socal.training.package import Predictor
+
 from support import (
     REPO,
     TINY,
@@ -138,3 +142,24 @@ def test_the_archive_serves_as_a_sagemaker_endpoint(
     tmp_path: Path, run_dir: Path, data_root: Path, archive: Path
 ) -> None:
     assert_serves(archive, run_dir, data_root, tmp_path)
+
+
+def test_the_endpoint_checks_frames_as_the_data_check_does(run_dir: Path, data_root: Path) -> None:
+    """A truncated frame is its neighbour's pixels; a trial with no decodable frame is refused."""
+    predictor = Predictor.load(run_dir, "cpu")
+    mapping = pd.read_csv(data_root / "frame_to_trial_mapping.csv").sort_values("frame_number")
+    trial = mapping.trial_id.iloc[0]
+    frames = [
+        (data_root / "JPEGImages" / f).read_bytes()
+        for f in mapping[mapping.trial_id == trial].frame
+    ]
+    data = predictor.config.data
+    window = data.window
+    k = int(clip_positions(len(frames), data.num_frames, window.start_s, window.length_s, 0.5)[1])
+    cut = [*frames[:k], frames[k][: len(frames[k]) // 2], *frames[k + 1 :]]  # a sampled frame
+    neighbour = [*frames[:k], frames[k - 1], *frames[k + 1 :]]
+    assert predict_fn([{"id": trial, "frames": cut}], predictor) == predict_fn(
+        [{"id": trial, "frames": neighbour}], predictor
+    )
+    with pytest.raises(ValueError, match="no frame is a complete JPEG"):
+        predict_fn([{"id": trial, "frames": [f[: len(f) // 2] for f in frames]}], predictor)

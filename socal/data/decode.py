@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,32 +20,10 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-try:
-    import simplejpeg
-except ImportError:  # pragma: no cover - depends on the environment
-    simplejpeg = None
+from socal.data.jpeg import Decoded, DecodeError, decode_frame
 
 log = logging.getLogger(__name__)
-DECODER = "simplejpeg" if simplejpeg is not None else "pillow-draft"
-# What a decode failure raises: PIL raises OSError, simplejpeg ValueError.
-DecodeError = (OSError, ValueError)
-_warned: set[Path] = set()
-
-
-def decode_scaled(path: Path, short_side: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """``(H, W, 3)`` uint8 RGB at the smallest DCT scale that keeps both sides >= short_side,
-    and the frame's full ``(height, width)`` (the scaled size rounds the aspect ratio)."""
-    if simplejpeg is not None:
-        # Strict: libjpeg's "corrupt data" warnings raise (ValueError) instead of returning
-        # the garbage pixels that PIL would silently give for damage inside the scan.
-        data = Path(path).read_bytes()
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-        pixels = simplejpeg.decode_jpeg(data, "RGB", min_height=short_side, min_width=short_side)
-        return pixels, (height, width)
-    with Image.open(path) as image:
-        full = (image.height, image.width)
-        image.draft("RGB", (short_side * image.width // min(image.size), short_side))
-        return np.asarray(image.convert("RGB")), full
+_warned: set[tuple[Path, str]] = set()
 
 
 def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -75,29 +54,37 @@ def _resize_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def decode_with_fallback(
-    frames: Sequence[Path], position: int, short_side: int
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """``decode_scaled`` of the frame at ``position``, or of its nearest decodable neighbour
-    (earlier first), logged.
+def decode_with_fallback(frames: Sequence[Path], position: int, short_side: int) -> Decoded:
+    """``decode_frame`` of the frame at ``position``, or of its nearest decodable neighbour
+    (earlier first, ``replaced`` then true), logged once per file and process.
 
-    The data check already replaced missing and truncated files; this catches the rest (a frame
-    whose bytes are damaged inside), so one bad frame never stops a run.
+    The data check replaced the frames it found bad and kept only trials with a decodable
+    frame; this catches the rest (damage inside a scan), so one bad frame never stops a run.
+    Should every frame of the trial have become unreadable since the check, a black frame
+    stands in for it: a run is never stopped mid-epoch by its data.
     """
-    try:
-        return decode_scaled(frames[position], short_side)
-    except DecodeError as err:
-        if frames[position] not in _warned:  # once per file and process, not once per epoch
-            _warned.add(frames[position])
-            log.warning("unreadable frame %s (%s): using its neighbour", frames[position], err)
-    for distance in range(1, len(frames)):
-        for j in (position - distance, position + distance):
-            if 0 <= j < len(frames):
-                try:
-                    return decode_scaled(frames[j], short_side)
-                except DecodeError:
-                    continue
-    raise OSError(f"no decodable frame near {frames[position]}")
+    for distance in range(len(frames)):
+        for j in sorted({position - distance, position + distance}):
+            if not 0 <= j < len(frames):
+                continue
+            try:
+                decoded = decode_frame(frames[j], short_side)
+            except DecodeError as err:
+                _warn_once(frames[j], "unreadable frame %s (%s): using its neighbour", err)
+                continue
+            if decoded.warning:  # the data check's one line counts these
+                log.debug("frame %s decoded with a warning (%s)", frames[j], decoded.warning)
+            return replace(decoded, replaced=j != position)
+    _warn_once(frames[position], "no frame near %s decodes any more: a black frame")
+    black = np.zeros((short_side, short_side, 3), np.uint8)
+    return Decoded(black, (short_side, short_side), replaced=True)
+
+
+def _warn_once(path: Path, message: str, *args: object) -> None:
+    """``message`` about ``path``, once per file and process (not once per epoch)."""
+    if (path, message) not in _warned:
+        _warned.add((path, message))
+        log.warning(message, path, *args)
 
 
 def decode_clip(frames: Sequence[Path], positions: Sequence[int], short_side: int) -> torch.Tensor:
@@ -105,9 +92,9 @@ def decode_clip(frames: Sequence[Path], positions: Sequence[int], short_side: in
 
     A frame repeated in ``positions`` (a trial shorter than its window) is decoded once.
     """
-    decoded: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
+    decoded: dict[int, Decoded] = {}
     for p in positions:
         if int(p) not in decoded:
             decoded[int(p)] = decode_with_fallback(frames, int(p), short_side)
-    size = short_side_size(*decoded[int(positions[0])][1], short_side)
-    return resize_clip([decoded[int(p)][0] for p in positions], size)
+    size = short_side_size(*decoded[int(positions[0])].full_size, short_side)
+    return resize_clip([decoded[int(p)].pixels for p in positions], size)

@@ -29,18 +29,12 @@ import torch
 from tqdm import tqdm
 
 from socal.config import CACHE_DIR_NAME, WindowConfig
-from socal.data.decode import (
-    DecodeError,
-    decode_scaled,
-    decode_with_fallback,
-    resize_clip,
-    short_side_size,
-)
+from socal.data.decode import decode_with_fallback, resize_clip, short_side_size
 from socal.data.index import Trial
 from socal.errors import UserError
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # bump when the decode or the layout changes: every key changes with it
+FORMAT = 2  # bump when the decode or the layout changes: every key changes with it
 CHUNK = 32  # frames decoded and resized together while building
 _said_no_cache = False
 
@@ -173,15 +167,13 @@ def build_trial(trial: Trial, window: WindowConfig, short_side: int, path: Path)
     replaced, out, size = 0, None, None
     try:
         for start in range(lo, hi, CHUNK):
-            decoded = []
-            for p in range(start, min(start + CHUNK, hi)):
-                try:
-                    decoded.append(decode_scaled(trial.frames[p], short_side))
-                except DecodeError:
-                    replaced += 1
-                    decoded.append(decode_with_fallback(trial.frames, p, short_side))
-            size = size or short_side_size(*decoded[0][1], short_side)
-            chunk = resize_clip([d[0] for d in decoded], size).permute(0, 2, 3, 1).numpy()
+            decoded = [
+                decode_with_fallback(trial.frames, p, short_side)
+                for p in range(start, min(start + CHUNK, hi))
+            ]
+            replaced += sum(d.replaced for d in decoded)
+            size = size or short_side_size(*decoded[0].full_size, short_side)
+            chunk = resize_clip([d.pixels for d in decoded], size).permute(0, 2, 3, 1).numpy()
             if out is None:
                 shape = (hi - lo, *chunk.shape[1:])
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)

@@ -12,13 +12,13 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
+from socal.data.jpeg import DecodeError, FrameProblem, decode_frame, has_end, read_header
 from socal.data.tables import numeric_labels, read_table
 from socal.errors import UserError
 
@@ -31,6 +31,8 @@ FRAME_NAME = re.compile(
     r"^(?P<trial>S\d+T\d+)(?P<part>[ab]?)_frame_(?P<index>\d+)\.jpe?g$", re.IGNORECASE
 )
 PARTICIPANT = re.compile(r"^S(\d+)T\d+$")
+HEAD_BYTES = 16 * 1024  # most headers fit; a long EXIF or ICC segment reads on
+TAIL_BYTES = 4096  # the end marker lies in them, unless more than that follows it
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class DataReport:
     unreadable_frame_files: list[str] = field(default_factory=list)
     not_jpeg_frames: list[str] = field(default_factory=list)
     truncated_frames: list[str] = field(default_factory=list)
+    undecodable_frames: list[str] = field(default_factory=list)
+    frames_decoded_with_warnings: list[str] = field(default_factory=list)  # used: "name (warning)"
     mixed_size_trials: list[str] = field(default_factory=list)
     unreadable_trials: list[str] = field(default_factory=list)
 
@@ -119,48 +123,76 @@ def _frames_from_names(frames_dir: Path) -> pd.DataFrame:
     return table[["trial_id", "path", "gap"]]
 
 
-def frame_problem(path: Path) -> tuple[Optional[str], Optional[tuple[int, int]]]:
-    """(what is wrong with a frame file or None, its (width, height) when readable).
+@dataclass(frozen=True)
+class FrameCheck:
+    problem: Optional[str] = None  # the DataReport field naming what is wrong; None: usable
+    size: Optional[tuple[int, int]] = None  # (width, height)
+    warnings: tuple[str, ...] = ()  # what libjpeg will warn of, harmless (header junk)
+
+
+def frame_problem(path: Path) -> FrameCheck:
+    """What the file's structure says of a frame, without decoding it (``socal.data.jpeg``).
 
     Opens the file (following symlinks), so a missing file, a dangling symlink, a directory and
     a file this process may not read are told apart by what ``open`` raises, whoever runs it.
-    Then only its header and last two bytes are read: a JPEG starts with FFD8 and ends with
-    FFD9, and a cut-off copy does not; damage inside the data is caught when it is decoded.
+    Then the header is walked to the first scan, and an end marker must follow the scan: in
+    the last 4 KiB (after the scan start), else anywhere after it, as when more follows the end
+    (a second image, maker data). Damage inside a scan is found by decoding (``decode_frame``).
     """
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            head = handle.read(2)
-            handle.seek(max(size - 2, 0))
-            tail = handle.read(2)
-            if head != b"\xff\xd8":
-                return "not_jpeg_frames", None
-            if tail != b"\xff\xd9":
-                return "truncated_frames", None
-            handle.seek(0)
-            with Image.open(handle) as image:
-                return (None, image.size) if image.format == "JPEG" else ("not_jpeg_frames", None)
+            data = handle.read(HEAD_BYTES)
+            try:
+                header = read_header(data)
+            except FrameProblem as problem:
+                if problem.kind != "truncated_frames" or len(data) >= size:
+                    raise
+                data += handle.read()
+                header = read_header(data)
+            tail_at = max(size - TAIL_BYTES, header.scan_start)
+            handle.seek(tail_at)
+            if handle.read().rfind(b"\xff\xd9") < 0:  # not near the end: search it all
+                handle.seek(len(data))
+                if not has_end(data + handle.read(), header.scan_start):
+                    return FrameCheck("truncated_frames")
+            junk = tuple(piece.message() for piece in header.junk)
+            return FrameCheck(None, (header.width, header.height), junk)
+    except FrameProblem as problem:
+        return FrameCheck(problem.kind)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return "missing_frame_files", None
-    except UnidentifiedImageError:  # JPEG markers around something PIL cannot parse
-        return "not_jpeg_frames", None
+        return FrameCheck("missing_frame_files")
     except OSError:  # permission denied, I/O error
-        return "unreadable_frame_files", None
+        return FrameCheck("unreadable_frame_files")
 
 
-def _readable_frames(trial_id: str, paths: list[Path], report: DataReport) -> Optional[list]:
+def readable_frames(trial_id: str, paths: list[Path], report: DataReport) -> Optional[list]:
     """``paths`` with each bad frame replaced by its nearest good one (timing kept), every
-    problem added to ``report``; None when no frame is readable (the trial is dropped)."""
-    sizes = set()
-    good = []
-    for path in paths:
-        problem, size = frame_problem(path)
-        if problem:
-            getattr(report, problem).append(path.name)
-        else:
-            sizes.add(size)
-        good.append(problem is None)
-    if not sizes:
+    problem added to ``report``; None when no frame is usable (the trial is dropped).
+
+    Besides each file's structure, the first structurally sound frames are decoded (at 1/8
+    scale) until one decodes, so a kept trial always has a frame the loader can decode.
+    """
+    checks = [frame_problem(path) for path in paths]
+    for path, check in zip(paths, checks, strict=True):
+        if check.problem:
+            getattr(report, check.problem).append(path.name)
+    good = [check.problem is None for check in checks]
+    for i, path in enumerate(paths):
+        if good[i]:
+            try:
+                decoded = decode_frame(path, 1)
+            except DecodeError:
+                report.undecodable_frames.append(path.name)
+                good[i] = False
+                continue
+            if decoded.warning and not checks[i].warnings:  # one the structure cannot tell
+                checks[i] = replace(checks[i], warnings=(decoded.warning,))
+            break
+    for path, check in zip(paths, checks, strict=True):
+        report.frames_decoded_with_warnings.extend(f"{path.name} ({w})" for w in check.warnings)
+    sizes = {check.size for check, ok in zip(checks, good, strict=True) if ok}
+    if not any(good):
         report.unreadable_trials.append(trial_id)
         return None
     if len(sizes) > 1:  # decoding resizes them to one size; said because it is unusual
@@ -236,7 +268,7 @@ def index_folder(
             label = math.nan
         if group["gap"].any():
             report.frame_gaps.append(trial_id)
-        paths = _readable_frames(trial_id, list(group["path"]), report)
+        paths = readable_frames(trial_id, list(group["path"]), report)
         if paths is None:
             continue
         participant = (

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from socal.data.index import Trial
+from socal.data.index import DataReport, Trial, readable_frames
 from socal.training.package import Predictor
 
 CONTENT_TYPE = "application/json"
+log = logging.getLogger(__name__)
 
 
 def model_fn(model_dir: str) -> Predictor:
@@ -47,7 +49,11 @@ def input_fn(body: bytes | str, content_type: str = CONTENT_TYPE) -> list[dict[s
 
 
 def predict_fn(data: list[dict[str, Any]], predictor: Predictor) -> list[dict[str, Any]]:
-    """Each trial's output, through the run's evaluation clip (window, frames, normalisation)."""
+    """Each trial's output, through the run's evaluation clip (window, frames, normalisation).
+
+    Frames are checked as ``predict.py`` checks them: a bad one is replaced by its nearest good
+    neighbour; a trial without any decodable frame is an error for the request, not a guess.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         trials = []
         for k, item in enumerate(data):
@@ -56,7 +62,13 @@ def predict_fn(data: list[dict[str, Any]], predictor: Predictor) -> list[dict[st
                 path = Path(tmp) / f"{k:04d}_{i:08d}.jpeg"
                 path.write_bytes(frame)
                 paths.append(path)
-            trials.append(Trial(item["id"], item["id"], math.nan, tuple(paths)))
+            report = DataReport()
+            usable = readable_frames(item["id"], paths, report)  # the data check's rule
+            if usable is None:
+                raise ValueError(f"trial {item['id']}: no frame is a complete JPEG")
+            for line in report.lines():
+                log.warning("trial %s: %s", item["id"], line)
+            trials.append(Trial(item["id"], item["id"], math.nan, tuple(usable)))
         result = predictor.predict(trials, Path(tmp), batch_size=len(trials))
     outputs = dict(zip(result.indices.tolist(), result.outputs.tolist(), strict=True))
     if predictor.task != "classification":
