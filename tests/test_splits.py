@@ -59,6 +59,16 @@ def test_published_split_is_the_twenty_trials_of_the_ten_surgeons() -> None:
     assert {t.participant for t in test} == set(PUBLISHED_TEST_PARTICIPANTS)
 
 
+def test_a_published_test_set_that_lost_trials_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    trials = [t for t in make_trials(extra=PUBLISHED_TEST_PARTICIPANTS) if t.trial_id != "S616T2"]
+    test = split_trials(trials, cfg("published"), regression=False)["test"]
+    assert len(test) == 19
+    assert "holds 19 of the 20 published trials (missing: S616 (1 of 2))" in caplog.text
+    caplog.clear()
+    split_trials(make_trials(extra=PUBLISHED_TEST_PARTICIPANTS), cfg("published"), False)
+    assert "published trials" not in caplog.text
+
+
 def test_kfold_test_folds_cover_every_trial_once() -> None:
     trials = make_trials()
     tests = [split_trials(trials, cfg("kfold", fold=i), regression=False)["test"] for i in range(5)]

@@ -8,6 +8,7 @@ split depends only on the trials and the split config: never on workers, resume 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,14 @@ def _published_test(trials: list[Trial]) -> list[int]:
             "split=published: none of the published test surgeons "
             f"({', '.join('S' + p for p in PUBLISHED_TEST_PARTICIPANTS)}) is in this folder"
         )
+    counts = Counter(trials[i].participant for i in test)
+    short = [f"S{p} ({counts[p]} of 2)" for p in PUBLISHED_TEST_PARTICIPANTS if counts[p] < 2]
+    if short:
+        log.warning(
+            "split=published: the test set holds %d of the 20 published trials (missing: %s): "
+            "its figures are not comparable with the published 17/20 (socal.report says so too)",
+            len(test), ", ".join(short),
+        )  # fmt: skip
     return test
 
 

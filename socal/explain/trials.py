@@ -4,8 +4,8 @@ Each trial is explained through the run's own evaluation views (``eval.clips``, 
 the attribution of a second is the mean over the views of its change of their output, which is
 the change of the trial's prediction (their mean) when that second is replaced in every view.
 Writes into ``explanations/``: ``temporal.csv`` (trial, second, attribution), ``trials.csv``
-(label, output, prediction, the gradient method), one ``<trial>.npz`` with the centre view's
-frames and maps, one ``<trial>.png`` and ``summary.png``.
+(label, output, prediction, the gradient method, the trial's length and the window), one
+``<trial>.npz`` with the centre view's frames and maps, one ``<trial>.png`` and ``summary.png``.
 """
 
 from __future__ import annotations
@@ -126,6 +126,12 @@ def explain(
     classification = predictor.task == "classification"
     column = "probability" if classification else "predicted"
     rows, table = [], []
+    span = predictor.config.data.window
+    window = (
+        "whole trial"
+        if span.length_s is None
+        else f"{span.start_s}-{span.start_s + span.length_s} s"
+    )
     for index, trial in enumerate(tqdm(trials, desc="explaining", disable=not progress)):
         result = explain_trial(predictor, dataset, index, settings)
         np.savez_compressed(out_dir / f"{trial.trial_id}.npz", **result)
@@ -142,6 +148,8 @@ def explain(
             if classification
             else result["output"],
             "gradient": result["method"],
+            "n_frames": trial.n_frames,
+            "window": window,
         }
         table.append(info)
         trial_figure(out_dir / f"{trial.trial_id}.npz", info, out_dir / f"{trial.trial_id}.png")

@@ -68,11 +68,31 @@ def trial_figure(npz: Path, info: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def mean_by_second(temporal: pd.DataFrame, trials: Sequence[str]) -> pd.Series:
-    """The mean attribution per second over ``trials`` (a trial without a second counts 0)."""
-    chosen = temporal[temporal["trial"].isin(trials)]
-    table = chosen.pivot_table(index="trial", columns="second", values="attribution")
-    return table.reindex(list(trials)).fillna(0.0).mean()
+BINS = 10  # a whole-trial explanation is summarised by tenths of each trial's length
+
+
+def mean_by_second(temporal: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
+    """The mean attribution per second over ``trials`` (rows of trials.csv; a trial without
+    that second counts 0). Whole-trial clips (``window`` "whole trial") have their seconds at
+    fractions of each trial's length: then the summed attribution per tenth of the trial."""
+    ids = trials["trial"].tolist()
+    chosen = temporal[temporal["trial"].isin(ids)]
+    column = "second"
+    if whole_trial(trials):
+        lengths = trials.set_index("trial")["n_frames"]
+        fraction = chosen["second"] / chosen["trial"].map(lengths)
+        chosen = chosen.assign(fraction=(np.floor(fraction * BINS).clip(0, BINS - 1) + 0.5) / BINS)
+        column = "fraction"
+    table = chosen.pivot_table(index="trial", columns=column, values="attribution", aggfunc="sum")
+    return table.reindex(ids).fillna(0.0).mean()
+
+
+def whole_trial(trials: pd.DataFrame) -> bool:
+    return "window" in trials and bool((trials["window"] == "whole trial").all())
+
+
+def _position_label(trials: pd.DataFrame) -> str:
+    return "fraction of the trial" if whole_trial(trials) else "second of the trial"
 
 
 def summary_figure(temporal: pd.DataFrame, trials: pd.DataFrame, path: Path) -> Path:
@@ -92,14 +112,52 @@ def summary_figure(temporal: pd.DataFrame, trials: pd.DataFrame, path: Path) -> 
         groups.append((axes[1], "by prediction", {"right": right, "wrong": ~right}))
     for ax, title, masks in groups:
         for name, mask in masks.items():
-            ids = labelled.loc[mask, "trial"].tolist()
-            if ids:
-                series = mean_by_second(temporal, ids)
-                ax.plot(series.index, series.to_numpy(), marker=".", label=f"{name} ({len(ids)})")
+            chosen = labelled[mask]
+            if len(chosen):
+                series = mean_by_second(temporal, chosen)
+                ax.plot(
+                    series.index, series.to_numpy(), marker=".", label=f"{name} ({len(chosen)})"
+                )
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"mean attribution per second, {title}")
-        ax.set_xlabel("second of the trial")
+        ax.set_title(f"mean attribution, {title}")
+        ax.set_xlabel(_position_label(trials))
         ax.legend()
     if len(groups) == 1:
         axes[1].axis("off")
+    return _save(fig, path)
+
+
+def read_explanations(folders: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The temporal and trials tables of the run folders' ``explanations/``, concatenated (the
+    folds of a cross-validation explain different trials); None when none has any."""
+    found = [f / "explanations" for f in folders if (f / "explanations" / "trials.csv").is_file()]
+    if not found:
+        return None
+    return (
+        pd.concat([pd.read_csv(f / "temporal.csv") for f in found], ignore_index=True),
+        pd.concat([pd.read_csv(f / "trials.csv") for f in found], ignore_index=True),
+    )
+
+
+def groups_figure(explained: dict[str, tuple[pd.DataFrame, pd.DataFrame]], path: Path) -> Path:
+    """One panel per group: the mean attribution per second of its explained successes and
+    failures, over all of its runs."""
+    columns = min(len(explained), 3)
+    rows = -(-len(explained) // columns)
+    fig = Figure(figsize=(4.2 * columns, 3.0 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, (label, (temporal, trials)) in zip(axes, explained.items(), strict=False):
+        for name, value in (("success", 1), ("failure", 0)):
+            chosen = trials[trials["label"] == value]
+            if len(chosen):
+                series = mean_by_second(temporal, chosen)
+                ax.plot(
+                    series.index, series.to_numpy(), marker=".", label=f"{name} ({len(chosen)})"
+                )
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel(_position_label(trials))
+        ax.legend(fontsize=8)
+    for ax in axes[len(explained) :]:
+        ax.axis("off")
     return _save(fig, path)

@@ -19,6 +19,7 @@ from socal.report.aggregate import (
     summary,
 )
 from socal.report.checklist import checklist_lines
+from socal.report.explain_plots import groups_figure, read_explanations
 from socal.report.published import SOURCE, is_published, published_comparison
 from socal.report.run_results import (
     DIFFERENCES,
@@ -40,6 +41,8 @@ FIGURES = {
     "over risk thresholds, beside treat-all and treat-none",
     "bland_altman": "Bland-Altman plot of the group its name numbers: predicted - actual against "
     "their mean, bias and 95% limits of agreement",
+    "explanations": "mean attribution per second of the explained successes and failures, per "
+    "group, over its runs (eval.explain=true or explain.py into each run's explanations/)",
 }
 
 
@@ -350,6 +353,13 @@ def report_plots(groups: list[Group], out: Path) -> list[Path]:
     }
     if curves:
         paths.append(plots.pooled_roc(curves, out / "plots" / "pooled_roc.png"))
+    explained = {
+        f"{rank}. {g.label}": tables
+        for rank, g in enumerate(groups, 1)
+        if (tables := read_explanations([run.folder for run in g.runs]))
+    }
+    if explained:
+        paths.append(groups_figure(explained, out / "plots" / "explanations.png"))
     return paths + _result_plots(groups, out / "plots")
 
 
