@@ -36,7 +36,7 @@ def temporal(
 ) -> dict[int, float]:
     """``{second: output change}`` for each second the clip ``(1, T, C, H, W)`` holds."""
     seconds, group = np.unique(positions, return_inverse=True)
-    mask = torch.as_tensor(group).view(1, -1, 1, 1, 1).expand_as(clip)
+    mask = torch.as_tensor(group, device=clip.device).view(1, -1, 1, 1, 1).expand_as(clip)
     replacement = neighbour_frames(clip) if baseline is OcclusionBaseline.neighbour else 0.0
     attribution = FeatureAblation(output).attribute(
         clip, baselines=replacement, feature_mask=mask, perturbations_per_eval=batch
@@ -54,10 +54,11 @@ def spatial_occlusion(
     """``(H, W)``: the output change when each of ``patches`` x ``patches`` regions of the
     ``frames`` (one second's) is replaced by the mean colour."""
     _, length, _, height, width = clip.shape
-    rows = torch.arange(height) * patches // height
-    cols = torch.arange(width) * patches // width
+    rows = torch.arange(height, device=clip.device) * patches // height
+    cols = torch.arange(width, device=clip.device) * patches // width
     grid = rows[:, None] * patches + cols[None, :]
-    mask = torch.full(clip.shape, patches * patches, dtype=torch.long)  # the rest: one group
+    # The rest of the clip is one more group, ablated once and not reported.
+    mask = torch.full(clip.shape, patches * patches, dtype=torch.long, device=clip.device)
     mask[0, frames] = grid.expand(len(frames), clip.shape[2], height, width)
     attribution = FeatureAblation(output).attribute(
         clip, baselines=0.0, feature_mask=mask, perturbations_per_eval=batch
