@@ -28,8 +28,13 @@ from socal.report.runs import Run
 
 REPLICATE_KEYS = ("split.fold", "trainer.seed", "split.seed")
 THRESHOLD_PREFIX = "threshold_"  # pooled rows: each baseline's threshold in its fold
-# Results-only keys that still matter (eval.*) are kept: runs evaluated differently differ.
-IGNORED = tuple(k for k in NON_SEMANTIC_KEYS if not k.startswith("eval."))
+# Results-only keys that change the reported figures (eval.threshold, eval.bootstrap, ...) are
+# kept: runs evaluated differently differ. Plots and explanations change no figure.
+IGNORED = (
+    *(k for k in NON_SEMANTIC_KEYS if not k.startswith("eval.")),
+    "eval.plots",
+    "eval.explain",
+)
 
 
 @dataclass
