@@ -466,7 +466,7 @@ class PredictConfig:
 
 class OcclusionBaseline(str, Enum):
     neutral = "neutral"  # the normalisation's mean colour (0 after normalising)
-    neighbour = "neighbour"  # the clip's previous frame (its first frame: the next one)
+    neighbour = "neighbour"  # the clip frame before the second (the first second: the next)
 
 
 @dataclass

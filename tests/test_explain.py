@@ -15,9 +15,10 @@ from socal.config import OcclusionBaseline
 from socal.data.index import Trial
 from socal.data.synthetic import PLANTED_SECONDS
 from socal.errors import UserError
-from socal.explain.attribution import neighbour_frames, temporal
+from socal.explain.attribution import temporal
 from socal.explain.trials import chosen
 from socal.models import build_model
+from socal.report.explain_plots import mean_by_second, read_explanations
 
 from support import REPO, compose_train, run_train, synthetic_folder
 
@@ -35,14 +36,14 @@ def test_temporal_occlusion_equals_the_model_run_with_that_second_replaced() -> 
     for baseline in OcclusionBaseline:
         found = temporal(output, clip, positions, baseline, batch=4)
         assert sorted(found) == [2, 9, 16, 23, 29]
-        replacement = (
-            neighbour_frames(clip) if baseline is OcclusionBaseline.neighbour else 0 * clip
-        )
         with torch.no_grad():
             for second, value in found.items():
                 hidden = clip.clone()
-                frames = positions == second
-                hidden[:, frames] = replacement[:, frames]
+                frames = np.flatnonzero(positions == second)
+                if baseline is OcclusionBaseline.neighbour:  # the frame before the second
+                    hidden[:, frames] = clip[:, [frames[0] - 1 if frames[0] else frames[-1] + 1]]
+                else:
+                    hidden[:, frames] = 0.0
                 expected = (output(clip) - output(hidden)).item()
                 assert value == pytest.approx(expected, abs=1e-6), (baseline, second)
 
@@ -137,3 +138,29 @@ def test_an_unknown_trial_is_one_line(tmp_path: Path) -> None:
     assert chosen(trials, None) == trials and chosen(trials, ["S1T1"]) == trials
     with pytest.raises(UserError, match=r"^explain.trials: no trial with frames named S9T9$"):
         chosen(trials, ["S9T9"])
+
+
+@pytest.mark.parametrize("window", ["0-60 s", "whole trial"])
+def test_a_trial_explained_by_two_runs_counts_once_per_explanation(
+    tmp_path: Path, window: str
+) -> None:
+    temporal_rows = pd.DataFrame(
+        {"trial": ["S1T1", "S1T1"], "second": [0, 50], "attribution": [1.0, 2.0]}
+    )
+    trials_rows = pd.DataFrame(
+        {"trial": ["S1T1"], "label": [1.0], "probability": [0.9], "prediction": [1],
+         "n_frames": [100], "window": [window]}
+    )  # fmt: skip
+    folders = []
+    for name in ("seed0", "seed1"):  # two seeds explain the same test trial alike
+        (tmp_path / name / "explanations").mkdir(parents=True)
+        temporal_rows.to_csv(tmp_path / name / "explanations" / "temporal.csv", index=False)
+        trials_rows.to_csv(tmp_path / name / "explanations" / "trials.csv", index=False)
+        folders.append(tmp_path / name)
+    found = read_explanations(folders)
+    assert found is not None
+    temporal_table, trials_table = found
+    assert len(trials_table) == 2
+    both = mean_by_second(temporal_table, trials_table)
+    assert both.to_dict() == mean_by_second(temporal_rows, trials_rows).to_dict()
+    assert sorted(both) == [1.0, 2.0]

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from socal.config import CacheMode, DataConfig, TrainerConfig, WindowConfig
 from socal.data import prepare as prepare_cli
 from socal.data.dataset import ClipDataset
-from socal.data.frame_cache import default_dir, frame_range, prepare, variant_name
+from socal.data.frame_cache import build_trial, default_dir, frame_range, prepare, variant_name
 from socal.data.index import Trial, index_folder
 from socal.data.jpeg import read_header
 from socal.errors import UserError
@@ -179,3 +179,17 @@ def test_epochs_reach_persistent_workers(root: Path) -> None:
     assert ClipDataset.loader_settings(OmegaConf.structured(TrainerConfig(num_workers=0))) == {
         "num_workers": 0, "pin_memory": torch.cuda.is_available()
     }  # fmt: skip
+
+
+def test_a_trial_that_stopped_decoding_is_never_cached_as_black(tmp_path: Path) -> None:
+    frames = []
+    for i in range(3):  # frames that stopped decoding after the check: garbage after the header
+        path = tmp_path / f"S1T1_frame_{i + 1:08d}.jpeg"
+        Image.fromarray(np.full((36, 64, 3), 90, np.uint8)).save(path, quality=90)
+        data = path.read_bytes()
+        path.write_bytes(data[:200] + b"\x00" * 20)
+        frames.append(path)
+    target = tmp_path / "S1T1.npy"
+    with pytest.raises(UserError, match="S1T1: no frame decodes any more"):
+        build_trial(Trial("S1T1", "1", 1.0, tuple(frames)), WindowConfig(), 32, target)
+    assert not target.exists()

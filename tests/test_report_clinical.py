@@ -17,7 +17,7 @@ import pytest
 import statsmodels.api as sm
 import yaml
 from PIL import Image
-from scipy.optimize import isotonic_regression
+from scipy.optimize import brentq, isotonic_regression
 from scipy.stats import beta, linregress
 from sklearn.metrics import (
     accuracy_score,
@@ -318,3 +318,12 @@ def test_a_blood_loss_report_has_the_new_errors_and_a_bland_altman_plot(tmp_path
         assert f"| {name} |" in text
     assert "Bland-Altman (predicted - actual): bias" in text
     assert Image.open(tmp_path / "report" / "plots" / "bland_altman_1.png").format == "PNG"
+
+
+def test_the_calibration_intercept_of_confidently_wrong_predictions_is_found() -> None:
+    """Newton's steps on the intercept overshot to NaN here, though the root exists."""
+    labels, probs = np.array([1.0, 1, 1, 0]), np.array([1e-6, 1e-6, 1e-6, 0.5])
+    offset = logit(probs)
+    root = brentq(lambda a: float((labels - 1 / (1 + np.exp(-(a + offset)))).sum()), -100, 100)
+    fitted = logistic_recalibration(labels, probs)["calibration_intercept"]
+    assert fitted == pytest.approx(root, abs=1e-6)

@@ -77,7 +77,7 @@ def decode_with_fallback(frames: Sequence[Path], position: int, short_side: int)
             return replace(decoded, replaced=j != position)
     _warn_once(frames[position], "no frame near %s decodes any more: a black frame")
     black = np.zeros((short_side, short_side, 3), np.uint8)
-    return Decoded(black, (short_side, short_side), replaced=True)
+    return Decoded(black, (short_side, short_side), replaced=True, stand_in=True)
 
 
 def _warn_once(path: Path, message: str, *args: object) -> None:

@@ -171,6 +171,11 @@ def build_trial(trial: Trial, window: WindowConfig, short_side: int, path: Path)
                 decode_with_fallback(trial.frames, p, short_side)
                 for p in range(start, min(start + CHUNK, hi))
             ]
+            if any(d.stand_in for d in decoded):  # never cache black frames as the trial
+                raise UserError(
+                    f"{trial.trial_id}: no frame decodes any more (since the data check): "
+                    "fix or remove its frames, then prepare the cache again"
+                )
             replaced += sum(d.replaced for d in decoded)
             size = size or short_side_size(*decoded[0].full_size, short_side)
             chunk = resize_clip([d.pixels for d in decoded], size).permute(0, 2, 3, 1).numpy()

@@ -147,6 +147,7 @@ class Decoded:
     full_size: tuple[int, int]  # the frame's (height, width); the scaled one rounds it
     warning: Optional[str] = None  # what libjpeg warned of in a frame decoded completely
     replaced: bool = False  # a neighbour's pixels (decode_with_fallback)
+    stand_in: bool = False  # black: no frame of the trial decodes (decode_with_fallback)
 
 
 def decode_frame(path: Path, short_side: int) -> Decoded:

@@ -3,7 +3,8 @@
 ``output`` is the model's output in the task's units (a probability, or mL of blood loss), so
 an attribution is a change in that: ``output(clip) - output(clip with the part replaced)``.
 Temporal: the frames of each second of the clip replaced together (a short trial's padding
-repeats its last second), by the normalisation's mean colour or by the clip's previous frame.
+repeats its last second), by the normalisation's mean colour or by the clip frame just before
+that second.
 Spatial: one frame's patches replaced one at a time, and a gradient map (Grad-CAM on the
 family's last convolutional stage, integrated gradients where it has none).
 """
@@ -22,9 +23,16 @@ from socal.config import OcclusionBaseline
 Output = Callable[[torch.Tensor], torch.Tensor]  # (B, T, C, H, W) -> (B,)
 
 
-def neighbour_frames(clip: torch.Tensor) -> torch.Tensor:
-    """Each frame replaced by the clip's previous one (the first by the second)."""
-    return torch.cat([clip[:, 1:2], clip[:, :-1]], dim=1)
+def neighbour_frames(clip: torch.Tensor, group: np.ndarray) -> torch.Tensor:
+    """Each second's frames (``group``: the second of each clip frame, numbered in order)
+    replaced by the clip frame just before that second, the first second's by the frame just
+    after it (a clip of one second: itself)."""
+    source = np.arange(len(group))
+    for g in np.unique(group):
+        frames = np.flatnonzero(group == g)
+        before, after = frames[0] - 1, frames[-1] + 1
+        source[frames] = before if before >= 0 else min(after, len(group) - 1)
+    return clip[:, torch.as_tensor(source, device=clip.device)]
 
 
 def temporal(
@@ -37,7 +45,7 @@ def temporal(
     """``{second: output change}`` for each second the clip ``(1, T, C, H, W)`` holds."""
     seconds, group = np.unique(positions, return_inverse=True)
     mask = torch.as_tensor(group, device=clip.device).view(1, -1, 1, 1, 1).expand_as(clip)
-    replacement = neighbour_frames(clip) if baseline is OcclusionBaseline.neighbour else 0.0
+    replacement = neighbour_frames(clip, group) if baseline is OcclusionBaseline.neighbour else 0.0
     attribution = FeatureAblation(output).attribute(
         clip, baselines=replacement, feature_mask=mask, perturbations_per_eval=batch
     )

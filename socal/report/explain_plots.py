@@ -128,15 +128,20 @@ def summary_figure(temporal: pd.DataFrame, trials: pd.DataFrame, path: Path) -> 
 
 
 def read_explanations(folders: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The temporal and trials tables of the run folders' ``explanations/``, concatenated (the
-    folds of a cross-validation explain different trials); None when none has any."""
+    """The temporal and trials tables of the run folders' ``explanations/``, concatenated, each
+    trial named ``<run folder>/<trial>`` (seeds or ``split=published`` runs explain the same
+    trial several times: each explanation counts once); None when no run has any."""
     found = [f / "explanations" for f in folders if (f / "explanations" / "trials.csv").is_file()]
     if not found:
         return None
-    return (
-        pd.concat([pd.read_csv(f / "temporal.csv") for f in found], ignore_index=True),
-        pd.concat([pd.read_csv(f / "trials.csv") for f in found], ignore_index=True),
-    )
+    tables = []
+    for name in ("temporal.csv", "trials.csv"):
+        parts = []
+        for folder in found:
+            part = pd.read_csv(folder / name)
+            parts.append(part.assign(trial=f"{folder.parent}/" + part["trial"].astype(str)))
+        tables.append(pd.concat(parts, ignore_index=True))
+    return tables[0], tables[1]
 
 
 def groups_figure(explained: dict[str, tuple[pd.DataFrame, pd.DataFrame]], path: Path) -> Path:

@@ -127,7 +127,7 @@ def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | 
 
 
 def exact_intervals(labels: np.ndarray, probs: np.ndarray, threshold, confidence: float) -> dict:
-    """Clopper-Pearson and Wilson intervals for accuracy, sensitivity and specificity.
+    """Clopper-Pearson and Wilson intervals for accuracy, sensitivity, specificity, PPV and NPV.
 
     These treat trials as independent; the bootstrap over surgeons does not.
     """

@@ -148,9 +148,11 @@ def recalibration_fits(
     0 when the mean predicted probability matches the observed rate, > 0 when the model
     under-predicts success. ``calibration_slope``: ``b`` in ``logit P(y=1) = a' + b logit(p)``,
     1 for well-spread predictions, < 1 when they are too extreme (overfitting), > 1 too modest.
-    Weighted maximum likelihood by Newton's method, every row at once. Both NaN with one class;
-    the slope NaN when the scores separate the classes (no maximum-likelihood estimate exists:
-    a perfect ranking has an unbounded slope) and either NaN if Newton did not converge.
+    Weighted maximum likelihood, every row at once: the intercept by bisection of its score
+    (monotone in ``a``, with a root whenever both classes are drawn; Newton's steps overshoot
+    when predictions are confidently wrong), the slope by Newton's method. Both NaN with one
+    class; the slope NaN when the scores separate the classes (no maximum-likelihood estimate
+    exists: a perfect ranking has an unbounded slope) or when Newton did not converge.
     """
     y = np.asarray(labels, dtype=float)
     z = logit(probs)
@@ -162,13 +164,11 @@ def recalibration_fits(
                  <= np.where(successes, z, np.inf).min(axis=1)) | (
         np.where(successes, z, -np.inf).max(axis=1) <= np.where(failures, z, np.inf).min(axis=1)
     )  # fmt: skip
-    intercept = np.zeros(len(w))
+    intercept = _intercept_root(w, y, z)
     coef = np.zeros((len(w), 2))  # a', b
     design = np.stack([np.ones_like(z), z])  # (2, trials)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for _ in range(iterations):
-            mu = expit(intercept[:, None] + z)
-            intercept += (w @ y - (w * mu).sum(axis=1)) / (w * mu * (1 - mu)).sum(axis=1)
             mu = expit(coef @ design)
             gradient = (w * (y - mu)) @ design.T
             v = w * mu * (1 - mu)  # the information: [[h00, h01], [h01, h11]] per row
@@ -182,6 +182,20 @@ def recalibration_fits(
         "calibration_intercept": np.where(both, intercept, np.nan),
         "calibration_slope": np.where(both & ~separated & converged, coef[:, 1], np.nan),
     }
+
+
+def _intercept_root(
+    w: np.ndarray, y: np.ndarray, z: np.ndarray, bound: float = 200.0
+) -> np.ndarray:
+    """The ``a`` of each row where ``sum w (y - expit(a + z)) = 0``, by bisection on
+    [-bound, bound] (``z`` is clipped to about +-28; the root of any resample lies well inside)."""
+    low, high = np.full(len(w), -bound), np.full(len(w), bound)
+    target = w @ y
+    for _ in range(80):  # 400 / 2**80: below float resolution
+        middle = (low + high) / 2
+        above = (w * expit(middle[:, None] + z)).sum(axis=1) > target  # a too large
+        high, low = np.where(above, middle, high), np.where(above, low, middle)
+    return (low + high) / 2
 
 
 def logistic_recalibration(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

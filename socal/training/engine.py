@@ -210,7 +210,7 @@ class Engine:
         if pixels.dtype == torch.uint8:  # ClipDataset's clips: augment + normalise on the device
             pixels = finish_clips(pixels, batch["augment"])
         with autocast(self.precision, self.device):
-            return (model or self.model)(pixels)  # a VideoModel: (B,) raw outputs
+            return (self.model if model is None else model)(pixels)  # (B,) raw outputs
 
     def _stop_and_save_agreed(self) -> tuple[bool, bool]:
         """Whether any rank got a stop signal, and whether rank 0's save clock is due.
@@ -299,6 +299,7 @@ class Engine:
         A trial's output is the mean of its views' (``eval.clips``, ``eval.flip``); the loss is
         the mean of the views' own losses, so one view per trial gives exactly its loss.
         """
+        # The EMA's copy, or the (possibly DDP-wrapped) model that trains.
         model = self.evaluated if self.ema is not None else self.model
         model.eval()
         parts = []
