@@ -100,7 +100,7 @@ def test_two_nodes_test_the_best_weights_on_every_rank(tmp_path: Path) -> None:
     assert set(metrics) == set(expected)
     for key, value in expected.items():
         assert metrics[key] == (
-            value if isinstance(value, list) else pytest.approx(value, abs=1e-6)
+            value if isinstance(value, list) else pytest.approx(value, abs=1e-6, nan_ok=True)
         )
 
     # The check can fail: the last weights (what node 1 tested before) predict differently.
