@@ -53,6 +53,10 @@ NON_SEMANTIC_KEYS = (
 )
 
 
+# The five tool classes the SOCAL authors analyse (socal.data.tools).
+TOOL_CLASSES = ("suction", "grasper", "cottonoid", "string", "muscle")
+
+
 class Target(str, Enum):
     success = "success"
     blood_loss = "blood_loss"
@@ -219,6 +223,8 @@ class FrameEncoderArch:
 class FrameEncoderModelConfig(ModelConfig):
     family: str = "frame_encoder"
     arch: FrameEncoderArch = field(default_factory=FrameEncoderArch)
+    # data.tools=null's choice for this option when the data has socal.csv (socalnet: true).
+    tools: bool = False
 
 
 @dataclass
@@ -255,6 +261,8 @@ class SyntheticDataConfig:
     # disc: a blood pool that grows for failures; planted: a green square in a known span of
     # seconds and part of the frame, for failures only (explanations must find it); none.
     signal: str = "disc"
+    # Also write the tool annotations (socal.csv), with a planted rule in the first 60 s.
+    tools: bool = True
 
 
 @dataclass
@@ -275,6 +283,12 @@ class DataConfig:
     # Training clips of each trial per epoch, each with its own jitter and augmentation (their
     # offsets spread over the frame stride): K times the steps of one clip per trial.
     clips_per_trial: int = 1
+    # The tool annotations (socal.csv): each clip second's presence vector, one value per
+    # tool class, reaches the model (a per-frame model: model.family=frame_encoder). null: the
+    # model option's own choice (model.tools) when the folder has socal.csv, else off.
+    tools: Optional[bool] = None
+    # The classes of the tool tracks, APMs and presence vectors; others are counted only.
+    tool_classes: list[str] = field(default_factory=lambda: list(TOOL_CLASSES))
 
 
 @dataclass

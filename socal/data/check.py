@@ -15,6 +15,7 @@ import numpy as np
 
 from socal.config import compose_train
 from socal.data.index import DataReport, Trial, index_folder
+from socal.data.tools import TOOLS_CSV, ToolAnnotations, load_tools
 from socal.errors import exit_on_user_error
 
 log = logging.getLogger("socal.data.check")
@@ -45,11 +46,25 @@ def checked_trials(root: Path, target: str) -> list[Trial]:
     return trials
 
 
+def checked_tools(root: Path, trials: list[Trial], classes: list[str]) -> Optional[ToolAnnotations]:
+    """``root``'s tool annotations for ``trials`` (None without ``socal.csv``), their coverage
+    and problems logged."""
+    annotations = load_tools(root, trials)
+    if annotations is None:
+        log.info("data check: no tool annotations (%s): the tool baseline is off", TOOLS_CSV)
+        return None
+    for line in annotations.report.lines(classes):
+        log.info("data check: %s", line)
+    return annotations
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_user_error():
         cfg = compose_train(sys.argv[1:] if argv is None else argv)
-        checked_trials(Path(cfg.data.root).expanduser(), cfg.data.target.value)
+        root = Path(cfg.data.root).expanduser()
+        trials = checked_trials(root, cfg.data.target.value)
+        checked_tools(root, trials, list(cfg.data.tool_classes))
     return 0
 
 

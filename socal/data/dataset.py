@@ -17,6 +17,7 @@ import multiprocessing
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 class ClipDataset(Dataset):
     """Yields ``{"pixel_values": (T, C, H, W) uint8, "label", "index", "sample", "positions",
-    "augment"}``.
+    "augment"}``, and ``"tools"`` (T, classes) when given tool presence (``data.tools``).
 
     ``index`` is the trial's, ``sample`` the view's own position in the dataset (evaluation
     averages the views of a trial), ``positions`` the frame index of each clip frame.
@@ -53,8 +54,10 @@ class ClipDataset(Dataset):
         seed: int,
         clips: int = 1,
         flip: bool = False,
+        tools: Optional[dict[str, np.ndarray]] = None,
     ) -> None:
-        """``clips`` views of each trial (``flip``: each also mirrored, evaluation only)."""
+        """``clips`` views of each trial (``flip``: each also mirrored, evaluation only);
+        ``tools``: each trial's (seconds, classes) presence (``ToolFeatures.presence``)."""
         if clips < 1:
             raise UserError(
                 f"{'data.clips_per_trial' if train else 'eval.clips'}={clips} must be >= 1"
@@ -65,6 +68,7 @@ class ClipDataset(Dataset):
         self.train = train
         self.seed = seed
         self.clips = clips
+        self.tools = tools
         self.views = [(k, mirrored) for k in range(clips) for mirrored in (False, True)[: 1 + flip]]
         # Shared memory: set_epoch in the main process reaches persistent loader workers too.
         self._epoch = multiprocessing.RawValue("q", 0)
@@ -76,16 +80,16 @@ class ClipDataset(Dataset):
 
     @classmethod
     def of_run(
-        cls, trials: list[Trial], cfg: DictConfig, image_size: int, train: bool
+        cls,
+        trials: list[Trial],
+        cfg: DictConfig,
+        image_size: int,
+        train: bool,
+        tools: Optional[dict[str, np.ndarray]] = None,
     ) -> ClipDataset:
         """A run's training or evaluation views (``data.clips_per_trial``, ``eval.*``)."""
-        if train:
-            return cls(
-                trials, cfg.data, image_size, True, cfg.trainer.seed, cfg.data.clips_per_trial
-            )
-        return cls(
-            trials, cfg.data, image_size, False, cfg.trainer.seed, cfg.eval.clips, cfg.eval.flip
-        )
+        views = (cfg.data.clips_per_trial, False) if train else (cfg.eval.clips, cfg.eval.flip)
+        return cls(trials, cfg.data, image_size, train, cfg.trainer.seed, *views, tools)
 
     @property
     def epoch(self) -> int:
@@ -115,7 +119,7 @@ class ClipDataset(Dataset):
         params = draw_params(rng, self.augment, clip.shape[-2], clip.shape[-1], self.image_size)
         if mirrored:
             params = replace(params, flip=True)
-        return {
+        item = {
             "pixel_values": crop_clip(clip, params, self.image_size),
             "label": trial.label,
             "index": index,
@@ -123,6 +127,9 @@ class ClipDataset(Dataset):
             "positions": torch.from_numpy(positions),  # which second each frame is
             "augment": params_tensors(params, self.data.normalization),
         }
+        if self.tools is not None:
+            item["tools"] = torch.from_numpy(self.tools[trial.trial_id][positions])
+        return item
 
     def frames(self, trial: Trial, positions: np.ndarray) -> torch.Tensor:
         """``(T, 3, H, W)`` uint8 at short side ``image_size``: from the cache, or decoded."""

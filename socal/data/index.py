@@ -123,6 +123,15 @@ def _frames_from_names(frames_dir: Path) -> pd.DataFrame:
     return table[["trial_id", "path", "gap"]]
 
 
+def ordered_frames(root: Path) -> pd.DataFrame:
+    """Every frame file of ``root`` by trial, in true order: ``trial_id``, ``path``, ``gap``
+    (from the mapping CSV when there is one, else from the file names)."""
+    frames_dir = root / FRAMES_DIR
+    if (root / MAPPING_CSV).is_file():
+        return _frames_from_mapping(root, frames_dir)
+    return _frames_from_names(frames_dir)
+
+
 @dataclass(frozen=True)
 class FrameCheck:
     problem: Optional[str] = None  # the DataReport field naming what is wrong; None: usable
@@ -233,9 +242,7 @@ def index_folder(
     else:
         outcomes, repeated_rows = pd.DataFrame(columns=["trial_id", target]), []
     has_mapping = (root / MAPPING_CSV).is_file()
-    frames = (
-        _frames_from_mapping(root, frames_dir) if has_mapping else _frames_from_names(frames_dir)
-    )
+    frames = ordered_frames(root)
     if frames.empty:
         raise UserError(f"no frames found in {frames_dir} (expected <trial>_frame_00000001.jpeg)")
     log.info(

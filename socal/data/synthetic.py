@@ -7,6 +7,15 @@ The label signal lives in each trial's first 60 frames: a red "blood pool" disc 
 grows for failures and shrinks for successes. ``signal="planted"`` replaces it with a signal
 whose place is known, for testing explanations: a green square in the top-left quarter of the
 frame's centre square (``planted_box``), in seconds 20-29 (``PLANTED_SECONDS``) of failures only.
+
+``tools=True`` also writes the tool annotations, ``socal.csv`` in the release's format (no
+header, ``frame,x1,y1,x2,y2,class``, empty or ``NA`` fields for a frame without a tool), with
+boxes to the end of each trial. Their planted rule lies in the first 60 seconds: a failure's
+cottonoid most often comes in early and stays (``COTTONOID_FAILURE``), a success's less often
+and for less long;
+suction (at times two at once), grasper and, after 60 s, the other classes come and go alike
+for both outcomes. The boxes are not drawn in the frames: the tool baseline and the video
+model see different signals.
 """
 
 from __future__ import annotations
@@ -70,6 +79,7 @@ class SyntheticSpec:
     ext: str = "jpeg"  # "jpeg" or "jpg"
     quality: int = 90
     signal: str = "disc"  # one of SIGNALS
+    tools: bool = True  # write socal.csv
 
     def __post_init__(self) -> None:
         checks = [
@@ -169,6 +179,67 @@ def _frames(trial: _Trial, rng: np.random.Generator, signal: str) -> Iterator[np
         yield (np.clip(frame, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
+COTTONOID_FAILURE = ((5, 20), (15, 30))  # failures: in at second U(5, 20), for U(15, 30) s
+_RARE_CLASS = "drill"  # outside the five analysed classes: kept and counted by the reader
+
+
+def _spans(rng: np.random.Generator, flags: np.ndarray, lo: int, hi: int, rate: float) -> None:
+    """Mark random stretches of presence in ``flags[lo:hi]``: about ``rate`` starts a second,
+    each 2 to 12 seconds long."""
+    for start in np.flatnonzero(rng.random(max(hi - lo, 0)) < rate) + lo:
+        flags[start : min(start + int(rng.integers(2, 13)), hi)] = True
+
+
+def _tool_presence(trial: _Trial, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Which tool classes are in view in each second of the trial (see the module docstring)."""
+    n = trial.n_frames
+    early = min(n, SIGNAL_FRAMES)
+    flags = {c: np.zeros(n, bool) for c in ("suction", "grasper", "cottonoid", "string", "muscle")}
+    flags[_RARE_CLASS] = np.zeros(n, bool)
+    _spans(rng, flags["suction"], 0, n, 0.08)
+    _spans(rng, flags["grasper"], 0, n, 0.04)
+    if not trial.success and rng.random() < 0.75:
+        (a, b), (c, d) = COTTONOID_FAILURE
+        start = int(rng.integers(a, b + 1))
+        flags["cottonoid"][start : min(start + int(rng.integers(c, d + 1)), early)] = True
+    elif rng.random() < 0.3:
+        start = int(rng.integers(5, 50))
+        flags["cottonoid"][start : min(start + int(rng.integers(3, 15)), early)] = True
+    for name, rate in (
+        ("cottonoid", 0.03),
+        ("string", 0.02),
+        ("muscle", 0.02),
+        (_RARE_CLASS, 0.005),
+    ):
+        _spans(rng, flags[name], early, n, rate)
+    return flags
+
+
+def _tool_rows(trial: _Trial, rng: np.random.Generator, ext: str) -> list[list]:
+    """The trial's socal.csv rows: one per box in the frame's pixels (some reach past its edge,
+    the reader clips them), one empty or ``NA`` row for a frame without a tool."""
+    w, h = trial.size
+    flags = _tool_presence(trial, rng)
+    centres = {name: rng.uniform(0.2, 0.8, 2) for name in flags}
+    rows = []
+    for i in range(trial.n_frames):
+        name = _file_name(trial, i, ext)
+        boxes = []
+        for tool, present in flags.items():
+            centres[tool] = np.clip(centres[tool] + rng.normal(0, 0.03, 2), 0.05, 0.95)
+            if not present[i]:
+                continue
+            copies = 2 if tool == "suction" and rng.random() < 0.15 else 1
+            for k in range(copies):
+                cx, cy = (centres[tool] + 0.2 * k) * (w, h)
+                bw, bh = rng.uniform(0.04, 0.15) * w, rng.uniform(0.04, 0.15) * h
+                boxes.append([round(cx - bw), round(cy - bh), round(cx + bw), round(cy + bh), tool])
+        if not boxes:
+            boxes = [["NA"] * 5 if rng.random() < 0.3 else [""] * 5]
+        rows += [[name, *box] for box in boxes]
+    return rows
+
+
 def _outcome_row(trial: _Trial | None, tid: str, pid: int, rng: np.random.Generator) -> list:
     """One outcomes row; ``trial`` is None for the rows that have no video."""
     success = trial.success if trial else int(rng.random() < 0.65)
@@ -219,9 +290,11 @@ def generate(out_dir: Path, spec: SyntheticSpec, progress: bool = True) -> Path:
     images.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     trials = _plan(spec, rng)
-    mapping = []
+    mapping, tools = [], []
     for index, trial in enumerate(tqdm(trials, desc="synthetic SOCAL", disable=not progress)):
         frames = _frames(trial, np.random.default_rng([spec.seed, index]), spec.signal)
+        if spec.tools:
+            tools += _tool_rows(trial, np.random.default_rng([spec.seed, index, 1]), spec.ext)
         for i, pixels in enumerate(frames):
             name = _file_name(trial, i, spec.ext)
             Image.fromarray(pixels).save(images / name, format="JPEG", quality=spec.quality)
@@ -237,6 +310,9 @@ def generate(out_dir: Path, spec: SyntheticSpec, progress: bool = True) -> Path:
     keyed += [(pid, tid, None) for tid, pid in _NO_VIDEO]
     rows = [_outcome_row(t, tid, pid, rng) for pid, tid, t in sorted(keyed, key=lambda k: k[:2])]
     _write_csv(out_dir / "socal_trial_outcomes.csv", OUTCOME_COLUMNS, rows)
+    if spec.tools:
+        with (out_dir / "socal.csv").open("w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(tools)
     (out_dir / MARKER).write_text(json.dumps(asdict(spec), sort_keys=True) + "\n")
     return out_dir
 
@@ -246,7 +322,9 @@ def _matches(root: Path, spec: SyntheticSpec) -> bool:
     marker = root / MARKER
     if not marker.is_file():
         return False
-    return {**asdict(SyntheticSpec()), **json.loads(marker.read_text())} == asdict(spec)
+    # A marker without "tools" predates socal.csv: its folder has none.
+    defaults = {**asdict(SyntheticSpec()), "tools": False}
+    return {**defaults, **json.loads(marker.read_text())} == asdict(spec)
 
 
 def ensure_synthetic(root: Path, spec: SyntheticSpec, progress: bool = True) -> Path:
@@ -299,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-mapping", dest="mapping_csv", action="store_false")
     parser.add_argument("--ext", choices=["jpeg", "jpg"], default=SyntheticSpec.ext)
     parser.add_argument("--signal", choices=SIGNALS, default=SyntheticSpec.signal)
+    parser.add_argument("--no-tools", dest="tools", action="store_false", help="no socal.csv")
     args = vars(parser.parse_args(argv))
     out_dir = args.pop("out_dir")
     try:

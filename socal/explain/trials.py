@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Optional, cast
 
 import numpy as np
 import pandas as pd
@@ -35,16 +35,21 @@ log = logging.getLogger(__name__)
 FOLDER = "explanations"  # inside a run folder
 
 
-def output_function(predictor: Predictor, evidence: float = 0.0) -> Output:
+def output_function(
+    predictor: Predictor, evidence: float = 0.0, tools: Optional[torch.Tensor] = None
+) -> Output:
     """Normalised clips -> the model's output in the task's units (probability or mL); with
     ``evidence`` (+1 or -1), the raw output times it instead: the logit of the predicted
-    class, which gradients explain without the sigmoid's saturation."""
+    class, which gradients explain without the sigmoid's saturation. ``tools``: the view's
+    (T, classes) tool presence, held fixed (a model with tool input; the frames are explained)."""
     engine = predictor.engine
     model = engine.module.eval()
+    held = None if tools is None else tools.to(engine.device)[None]
 
     def output(clips: torch.Tensor) -> torch.Tensor:
+        inputs = [clips] if held is None else [clips, held.expand(len(clips), -1, -1)]
         with autocast(engine.precision, engine.device):
-            raw = model(clips)
+            raw = model(*inputs)
         return raw.float() * evidence if evidence else engine.task.outputs(raw, engine.target_scale)
 
     return output
@@ -60,16 +65,16 @@ def explain_trial(
 ) -> dict[str, Any]:
     """One trial's attributions: per second over all views, maps of its top seconds."""
     device = predictor.engine.device
-    output = output_function(predictor)
     per_view = len(dataset.views)
     samples = [dataset[index * per_view + view] for view in range(per_view)]
     clips = [_normalised(sample, device) for sample in samples]
+    of_view = [output_function(predictor, tools=sample.get("tools")) for sample in samples]
     baseline = OcclusionBaseline(settings.baseline)
     with torch.no_grad():
-        outputs = [float(output(clip)[0]) for clip in clips]
+        outputs = [float(output(clip)[0]) for output, clip in zip(of_view, clips, strict=True)]
     views = [
         temporal(output, clip, sample["positions"].numpy(), baseline, settings.batch)
-        for clip, sample in zip(clips, samples, strict=True)
+        for output, clip, sample in zip(of_view, clips, samples, strict=True)
     ]
     seconds = sorted(set().union(*views))
     attribution = np.array([np.mean([view.get(s, 0.0) for view in views]) for s in seconds])
@@ -82,12 +87,15 @@ def explain_trial(
     predicted_failure = (
         predictor.task == "classification" and np.mean(outputs) < predictor.threshold
     )
-    evidence = output_function(predictor, -1.0 if predicted_failure else 1.0)
+    tools = samples[centre].get("tools")
+    evidence = output_function(predictor, -1.0 if predicted_failure else 1.0, tools)
     occlusion, gradient, method = [], [], ""
     for second in top:
         frames = [int(f) for f in np.flatnonzero(positions == second)]
         clip = clips[centre]
-        occlusion.append(spatial_occlusion(output, clip, frames, settings.patches, settings.batch))
+        occlusion.append(
+            spatial_occlusion(of_view[centre], clip, frames, settings.patches, settings.batch)
+        )
         if settings.gradient:
             method, grad = gradient_map(
                 evidence, clip.clone().requires_grad_(), frames[0], layer, settings.ig_steps,
@@ -122,7 +130,8 @@ def explain(
     data = {"root": str(root), "cache": cache, "cache_dir": None}
     config = cast(DictConfig, OmegaConf.merge(predictor.config, {"data": data}))
     model: Any = predictor.engine.module
-    dataset = ClipDataset.of_run(trials, config, model.spec.image_size, False)
+    presence = predictor.tool_presence(trials, root)
+    dataset = ClipDataset.of_run(trials, config, model.spec.image_size, False, presence)
     classification = predictor.task == "classification"
     column = "probability" if classification else "predicted"
     rows, table = [], []

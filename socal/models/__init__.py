@@ -35,12 +35,21 @@ def model_spec(cfg: DictConfig) -> FamilySpec:
     return family_of(cfg).spec(cfg)
 
 
-def build_model(cfg: DictConfig, num_frames: int, dropout: Optional[float] = None) -> VideoModel:
-    """The option ``cfg`` (a ``model`` config node) as a ``VideoModel`` for ``num_frames``."""
+def build_model(
+    cfg: DictConfig,
+    num_frames: int,
+    dropout: Optional[float] = None,
+    tool_classes: tuple[str, ...] = (),
+) -> VideoModel:
+    """The option ``cfg`` (a ``model`` config node) as a ``VideoModel`` for ``num_frames``,
+    taking the presence of ``tool_classes`` with each clip when there are any."""
     family = family_of(cfg)
     spec = family.spec(cfg)
     spec.frames.check(num_frames, family.name)
-    model = VideoModel(family, family.build(cfg, num_frames, dropout), spec)
+    net = family.build(cfg, num_frames, dropout)
+    if tool_classes:
+        family.add_tool_inputs(net, len(tool_classes))
+    model = VideoModel(family, net, spec, tool_classes)
     freeze(model, str(cfg.freeze))
     return model
 

@@ -35,18 +35,34 @@ CLASSIFIERS = ("fc", "classifier", "heads", "head")
 
 
 class FrameEncoderNet(torch.nn.Module):
+    """Per-frame features (with ``tools`` presence values appended when it takes them, as
+    SOCALNet does), a temporal head over the frames, one output."""
+
     def __init__(
         self, encoder: torch.nn.Module, features: int, arch: DictConfig, frames: int, dropout: float
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.temporal = _temporal_head(features, arch, frames, dropout)
-        width = features if arch.head == TemporalHead.mean else arch.head_size
-        self.output = torch.nn.Linear(width, 1)
+        self.settings = (features, arch, frames, dropout)
+        self.tools = 0
+        self._heads(features)
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+    def _heads(self, width: int) -> None:
+        _, arch, frames, dropout = self.settings
+        self.temporal = _temporal_head(width, arch, frames, dropout)
+        size = width if arch.head == TemporalHead.mean else arch.head_size
+        self.output = torch.nn.Linear(size, 1)
+
+    def take_tools(self, count: int) -> None:
+        """A new temporal head over the frame features and ``count`` tool values per frame."""
+        self.tools = count
+        self._heads(self.settings[0] + count)
+
+    def forward(self, clips: torch.Tensor, tools: Optional[torch.Tensor] = None) -> torch.Tensor:
         batch, frames = clips.shape[:2]
         features = self.encoder(clips.flatten(0, 1)).reshape(batch, frames, -1)
+        if tools is not None:
+            features = torch.cat([features, tools.to(features.dtype)], dim=-1)
         return self.output(self.temporal(features)).squeeze(-1)
 
 
@@ -112,6 +128,15 @@ class FrameEncoder(Family):
 
     def forward(self, net: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         return net(clips)
+
+    def add_tool_inputs(self, net: torch.nn.Module, count: int) -> None:
+        assert isinstance(net, FrameEncoderNet)
+        net.take_tools(count)
+
+    def forward_with_tools(
+        self, net: torch.nn.Module, clips: torch.Tensor, tools: torch.Tensor
+    ) -> torch.Tensor:
+        return net(clips, tools)
 
     def gradcam_layer(self, net: torch.nn.Module) -> Optional[torch.nn.Module]:
         return getattr(net.encoder, "layer4", None)  # ResNets (torchvision's and timm's)

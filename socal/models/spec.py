@@ -113,6 +113,19 @@ class Family(ABC):
         """An untrained ``net`` of the packaged shape, for its saved weights (no download)."""
         return self.build(OmegaConf.merge(cfg, {"source": None}), num_frames, None)
 
+    def add_tool_inputs(self, net: torch.nn.Module, count: int) -> None:
+        """Widen ``net`` to take ``count`` tool-presence values per frame (``data.tools``)."""
+        raise UserError(
+            f"data.tools=true: model.family={self.name} takes no tool input; a per-frame model "
+            "does (model.family=frame_encoder, e.g. model=socalnet)"
+        )
+
+    def forward_with_tools(
+        self, net: torch.nn.Module, clips: torch.Tensor, tools: torch.Tensor
+    ) -> torch.Tensor:
+        """As ``forward``, with ``(B, T, classes)`` tool presence beside the clips."""
+        raise NotImplementedError(f"model.family={self.name} takes no tool input")
+
     def gradcam_layer(self, net: torch.nn.Module) -> Optional[torch.nn.Module]:
         """The convolutional stage whose activations Grad-CAM weighs (the last one), or None
         where the family has none (its explanations use integrated gradients instead)."""
@@ -120,16 +133,34 @@ class Family(ABC):
 
 
 class VideoModel(torch.nn.Module):
-    """A family's library model behind the engine's protocol: clips in, one output per clip."""
+    """A family's library model behind the engine's protocol: clips in, one output per clip.
 
-    def __init__(self, family: Family, net: torch.nn.Module, spec: FamilySpec) -> None:
+    ``tool_classes``: the tool classes whose per-second presence the model takes with each
+    clip (``data.tools``); empty for a model of frames alone.
+    """
+
+    def __init__(
+        self,
+        family: Family,
+        net: torch.nn.Module,
+        spec: FamilySpec,
+        tool_classes: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.family = family
         self.spec = spec
         self.net = net
+        self.tool_classes = tool_classes
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.family.forward(self.net, clips)
+    def forward(self, clips: torch.Tensor, tools: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.tool_classes:
+            return self.family.forward(self.net, clips)
+        if tools is None:
+            raise UserError(
+                "this model was trained with tool input (data.tools): give each trial's tool "
+                f"annotations ({', '.join(self.tool_classes)})"
+            )
+        return self.family.forward_with_tools(self.net, clips, tools)
 
     def layer_groups(self) -> list[LayerGroup]:
         return self.family.layer_groups(self.net)

@@ -7,6 +7,11 @@ JPEGs (the first ``data.window`` seconds are enough), or ``{"trials": [...]}`` f
 
     {"id": "S201T1", "frames": ["/9j/4AAQ...", "/9j/4AAQ...", ...]}
 
+A model trained with tool input (``data.tools``) also needs each frame's tool boxes, as
+``socal.csv`` has them (the frame's own pixels; an empty list: no tool in view)::
+
+    {"id": "S201T1", "frames": [...], "tools": [[[410, 220, 780, 900, "suction"]], [], ...]}
+
 The response holds, per trial, the probability of success and the decision at the run's
 threshold (classification) or the predicted value (regression).
 """
@@ -19,9 +24,12 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+import pandas as pd
 
 from socal.data.index import DataReport, Trial, readable_frames
+from socal.data.tools import ToolAnnotations, frame_sizes, read_tools
 from socal.training.package import Predictor
 
 CONTENT_TYPE = "application/json"
@@ -43,6 +51,7 @@ def input_fn(body: bytes | str, content_type: str = CONTENT_TYPE) -> list[dict[s
         {
             "id": str(trial.get("id", f"trial-{i}")),
             "frames": [base64.b64decode(frame) for frame in trial["frames"]],
+            "tools": trial.get("tools"),
         }
         for i, trial in enumerate(trials)
     ]
@@ -55,7 +64,7 @@ def predict_fn(data: list[dict[str, Any]], predictor: Predictor) -> list[dict[st
     neighbour; a trial without any decodable frame is an error for the request, not a guess.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        trials = []
+        trials, seconds = [], []
         for k, item in enumerate(data):
             paths = []
             for i, frame in enumerate(item["frames"]):
@@ -69,7 +78,9 @@ def predict_fn(data: list[dict[str, Any]], predictor: Predictor) -> list[dict[st
             for line in report.lines():
                 log.warning("trial %s: %s", item["id"], line)
             trials.append(Trial(item["id"], item["id"], math.nan, tuple(usable)))
-        result = predictor.predict(trials, Path(tmp), batch_size=len(trials))
+            seconds += [(path.name, item["id"], i) for i, path in enumerate(paths)]
+        tools = _tools(data, trials, seconds, Path(tmp), predictor)
+        result = predictor.predict(trials, Path(tmp), batch_size=len(trials), tools=tools)
     outputs = dict(zip(result.indices.tolist(), result.outputs.tolist(), strict=True))
     if predictor.task != "classification":
         return [{"id": t.trial_id, "predicted": outputs[i]} for i, t in enumerate(trials)]
@@ -82,6 +93,36 @@ def predict_fn(data: list[dict[str, Any]], predictor: Predictor) -> list[dict[st
         }
         for i, t in enumerate(trials)
     ]
+
+
+def _tools(
+    data: list[dict[str, Any]],
+    trials: list[Trial],
+    seconds: list[tuple[str, str, int]],
+    folder: Path,
+    predictor: Predictor,
+) -> Optional[ToolAnnotations]:
+    """The request's tool boxes, read as ``socal.csv`` is; None for a model without tools."""
+    classes = predictor.tool_classes
+    if not classes:
+        return None
+    lines = []
+    for item in data:
+        boxes = item.get("tools")
+        if boxes is None or len(boxes) != len(item["frames"]):
+            raise ValueError(
+                f"trial {item['id']}: this model takes tool annotations (data.tools: "
+                f'{", ".join(classes)}): send "tools", one list of '
+                "[x1, y1, x2, y2, class] boxes per frame"
+            )
+        names = [name for name, trial_id, _ in seconds if trial_id == item["id"]]
+        for name, frame_boxes in zip(names, boxes, strict=True):
+            rows = [",".join(str(v) for v in box) for box in frame_boxes] or [",,,,"]
+            lines += [f"{name},{row}" for row in rows]
+    path = folder / "socal.csv"
+    path.write_text("\n".join(lines) + "\n")
+    table = pd.DataFrame(seconds, columns=["frame", "trial_id", "second"])
+    return read_tools(path, table, frame_sizes(trials))
 
 
 def output_fn(prediction: list[dict[str, Any]], accept: str = CONTENT_TYPE) -> str:

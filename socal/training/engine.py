@@ -209,8 +209,11 @@ class Engine:
         pixels = batch["pixel_values"].to(self.device, non_blocking=True)
         if pixels.dtype == torch.uint8:  # ClipDataset's clips: augment + normalise on the device
             pixels = finish_clips(pixels, batch["augment"])
+        inputs = [pixels]
+        if "tools" in batch:  # data.tools: (B, T, classes) presence per clip second
+            inputs.append(batch["tools"].to(self.device, non_blocking=True))
         with autocast(self.precision, self.device):
-            return (self.model if model is None else model)(pixels)  # (B,) raw outputs
+            return (self.model if model is None else model)(*inputs)  # (B,) raw outputs
 
     def _stop_and_save_agreed(self) -> tuple[bool, bool]:
         """Whether any rank got a stop signal, and whether rank 0's save clock is due.

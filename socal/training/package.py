@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from socal.config import Precision, TrainConfig, fingerprint
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial
+from socal.data.tools import TOOLS_CSV, ToolAnnotations, load_tools, tool_features
 from socal.errors import UserError
 from socal.models import VideoModel, family_of, spec_from_dict, spec_to_dict
 from socal.models.videomae import load_format1
@@ -63,6 +64,7 @@ def save(
         "family": model.family.name,
         "spec": spec_to_dict(model.spec),
         "architecture": model.family.architecture(model.net),
+        "tool_classes": list(model.tool_classes),  # data.tools: what each clip comes with
         "task": result["task"],
         "target": result["target"],
         "threshold": decision_threshold(result),
@@ -89,6 +91,9 @@ def _load_model(directory: Path, config: DictConfig, info: dict) -> VideoModel:
     """The packaged model: rebuilt from the saved config, then its weights (all of them)."""
     family = family_of(config.model)
     net = family.rebuild(config.model, info["architecture"], config.data.num_frames)
+    tool_classes = tuple(info.get("tool_classes", ()))
+    if tool_classes:
+        family.add_tool_inputs(net, len(tool_classes))
     try:
         load_model(net, str(directory / WEIGHTS_FILE))
     except RuntimeError as err:
@@ -96,7 +101,7 @@ def _load_model(directory: Path, config: DictConfig, info: dict) -> VideoModel:
             f"{directory / WEIGHTS_FILE} does not fit model.family={family.name}: "
             + " ".join(str(err).split())[:300]
         ) from err
-    return VideoModel(family, net, spec_from_dict(info["spec"]))
+    return VideoModel(family, net, spec_from_dict(info["spec"]), tool_classes)
 
 
 @dataclass
@@ -110,6 +115,11 @@ class Predictor:
     @property
     def task(self) -> str:
         return self.engine.task.name
+
+    @property
+    def tool_classes(self) -> tuple[str, ...]:
+        """The tool classes the model takes with each clip (empty: frames alone)."""
+        return tuple(getattr(self.engine.module, "tool_classes", ()))
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> Predictor:
@@ -142,13 +152,32 @@ class Predictor:
         batch_size: int = 8,
         cache: str = "off",
         loader: Optional[dict] = None,
+        tools: Optional[ToolAnnotations] = None,
     ) -> Predictions:
         """Outputs for ``trials`` (frames under ``root``), through the run's evaluation clips.
 
         ``cache``: ``data.cache`` for ``root`` (auto uses a frame cache prepared there);
-        ``loader``: DataLoader keyword arguments (workers).
+        ``loader``: DataLoader keyword arguments (workers); ``tools``: the trials' tool
+        annotations, for a model trained with them (default: ``root``'s ``socal.csv``).
         """
         data = {"root": str(root), "cache": cache, "cache_dir": None}
         config = OmegaConf.merge(self.config, {"data": data})
-        dataset = ClipDataset.of_run(trials, config, self.engine.module.spec.image_size, False)
+        presence = self.tool_presence(trials, root, tools)
+        module = self.engine.module
+        dataset = ClipDataset.of_run(trials, config, module.spec.image_size, False, presence)
         return self.engine.predict(DataLoader(dataset, batch_size=batch_size, **(loader or {})))
+
+    def tool_presence(
+        self, trials: list[Trial], root: Path, tools: Optional[ToolAnnotations] = None
+    ) -> Optional[dict]:
+        """Each trial's tool presence for a model that takes it; None for one that does not."""
+        classes = self.tool_classes
+        if not classes:
+            return None
+        tools = tools or load_tools(root, trials)
+        if tools is None:
+            raise UserError(
+                f"this model was trained with tool input (data.tools: {', '.join(classes)}): "
+                f"{root} has no {TOOLS_CSV} for its trials"
+            )
+        return tool_features(tools, trials, self.config.data.window, classes).presence

@@ -16,12 +16,13 @@ from torch.utils.data import DataLoader
 
 from socal.config import Precision, Target, WindowConfig, check_set, fingerprint, semantic_config
 from socal.console import interval_column, report_results
-from socal.data.check import checked_trials
+from socal.data.check import checked_tools, checked_trials
 from socal.data.dataset import ClipDataset
 from socal.data.index import Trial
 from socal.data.sampling import EpochSampler
 from socal.data.splits import split_table, split_trials
 from socal.data.synthetic import data_root
+from socal.data.tools import TOOLS_CSV, ToolFeatures, tool_features
 from socal.errors import UserError
 from socal.models import build_model
 from socal.monitor import monitor_mode
@@ -97,12 +98,14 @@ def _predictions_table(
     task: str,
     threshold: Optional[dict],
     window: Optional[WindowConfig],
+    tools: Optional[ToolFeatures],
 ) -> pd.DataFrame:
     """predictions.csv rows of one subset; ``prediction`` at the chosen threshold."""
     chosen = [subsets[subset][i] for i in result.indices]
     classification = TASKS[task].classification
     prediction = (result.outputs >= threshold["value"]).astype(int) if threshold else result.outputs
-    reference = baseline_outputs(task, subsets["train"], chosen, window)
+    apms = tools.apms if tools else None
+    reference = baseline_outputs(task, subsets["train"], chosen, window, apms)
     return pd.DataFrame(
         {
             "trial": [t.trial_id for t in chosen],
@@ -140,6 +143,32 @@ def load_trials(cfg: DictConfig, run_dir: Path, dist: Dist) -> dict[str, list[Tr
     return subsets
 
 
+def load_tools(
+    cfg: DictConfig, subsets: dict, run_dir: Path, dist: Dist
+) -> tuple[Optional[ToolFeatures], bool]:
+    """The tool features of the run's trials when the folder has ``socal.csv`` (written to
+    ``tools.csv`` and ``apms.csv``), and whether they reach the model (``data.tools``)."""
+    root = Path(cfg.data.root).expanduser()
+    trials = [trial for subset in subsets.values() for trial in subset]
+    classes = list(cfg.data.tool_classes)
+    annotations = checked_tools(root, trials, classes)
+    wanted = cfg.data.tools
+    if annotations is None:
+        if wanted:
+            raise UserError(f"data.tools=true: {root} has no {TOOLS_CSV}")
+        return None, False
+    features = tool_features(annotations, trials, cfg.data.window, classes)
+    model_input = bool(cfg.model.get("tools", False)) if wanted is None else bool(wanted)
+    if dist.is_main:
+        features.tracks.to_csv(run_dir / "tools.csv", index=False)
+        features.apms.to_csv(run_dir / "apms.csv")
+    log.info(
+        "tool annotations used: the tool baseline (baseline_tools) on %d APMs; tool input to "
+        "the model: %s", features.apms.shape[1], "yes" if model_input else "no",
+    )  # fmt: skip
+    return features, model_input
+
+
 def build_engine(
     cfg: DictConfig,
     subsets: dict,
@@ -147,22 +176,28 @@ def build_engine(
     dist: Dist,
     stop: StopSignal,
     device: torch.device,
+    tools: Optional[ToolFeatures] = None,
 ) -> tuple[Engine, dict[str, DataLoader]]:
-    """Model, data loaders, optimizer and scheduler; resumed from a checkpoint when one fits."""
+    """Model, data loaders, optimizer and scheduler; resumed from a checkpoint when one fits.
+    ``tools``: the tool features the model takes with each clip (``data.tools``)."""
     task = task_of(cfg)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     precision = resolve_precision(Precision(cfg.trainer.precision), device)
     seed_everything(cfg.trainer.seed)
-    model = build_model(cfg.model, cfg.data.num_frames, cfg.trainer.dropout)
+    classes = tools.classes if tools else ()
+    model = build_model(cfg.model, cfg.data.num_frames, cfg.trainer.dropout, classes)
     if cfg.model.source and cfg.data.normalization != model.spec.normalization:
         log.warning(
             "data.normalization=%s, but %s's weights were trained with %s statistics",
             cfg.data.normalization.value, cfg.model.source, model.spec.normalization.value,
         )  # fmt: skip
     torch.manual_seed(cfg.trainer.seed + dist.rank)  # dropout differs per rank, init does not
+    presence = tools.presence if tools else None
     datasets = {
-        name: ClipDataset.of_run(subsets[name], cfg, model.spec.image_size, name == "train")
+        name: ClipDataset.of_run(
+            subsets[name], cfg, model.spec.image_size, name == "train", presence
+        )
         for name in subsets
     }
     loaders = {name: _loader(ds, cfg, name == "train", dist) for name, ds in datasets.items()}
@@ -205,8 +240,16 @@ def _resumable(cfg: DictConfig, directory: Path, config: dict, dist: Dist) -> Op
     return state
 
 
-def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_dir: Path) -> dict:
-    """Test the best checkpoint once; write predictions.csv and metrics.json (rank 0)."""
+def evaluate(
+    cfg: DictConfig,
+    engine: Engine,
+    subsets: dict,
+    loaders: dict,
+    run_dir: Path,
+    tools: Optional[ToolFeatures] = None,
+) -> dict:
+    """Test the best checkpoint once; write predictions.csv and metrics.json (rank 0).
+    ``tools``: the run's tool features (the tool baseline), when the folder has them."""
     engine.load_best()
     test = engine.predict(loaders["test"])
     val = engine.predict(loaders["val"])
@@ -214,7 +257,7 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
     task = engine.task.name
     threshold = choose_threshold(task, cfg.eval, val.labels, val.outputs)
     tables = [
-        _predictions_table(name, subsets, predictions, task, threshold, window)
+        _predictions_table(name, subsets, predictions, task, threshold, window, tools)
         for name, predictions in (("val", val), ("test", test))
     ]
     value = threshold["value"] if threshold else None
@@ -236,6 +279,11 @@ def evaluate(cfg: DictConfig, engine: Engine, subsets: dict, loaders: dict, run_
         "config_fingerprint": fingerprint(cfg),
         "versions": installed_versions(),  # socal/requirements/instance.txt pins them on SageMaker
         "threshold": threshold,
+        "tools": {
+            "annotations": tools is not None,
+            "classes": list(tools.classes) if tools else [],
+            "model_input": list(engine.module.tool_classes),
+        },
         **published,
     }
     if engine.dist.is_main:
@@ -271,7 +319,10 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         log.info("run directory: %s (config %s)", run_dir, fingerprint(cfg))
         subsets = load_trials(cfg, run_dir, dist)
-        engine, loaders = build_engine(cfg, subsets, run_dir, dist, stop, device)
+        tools, tool_input = load_tools(cfg, subsets, run_dir, dist)
+        engine, loaders = build_engine(
+            cfg, subsets, run_dir, dist, stop, device, tools if tool_input else None
+        )
         tracker = tracking.start(cfg, run_dir, engine)  # tracking=mlflow: rank 0, resumable
         engine.fit(loaders["train"], loaders["val"])
         if engine.interrupted:
@@ -283,7 +334,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             return None
         if dist.is_main:
             pd.DataFrame(engine.history).to_csv(run_dir / "history.csv", index=False)
-        result = evaluate(cfg, engine, subsets, loaders, run_dir)
+        result = evaluate(cfg, engine, subsets, loaders, run_dir, tools)
         if dist.is_main:  # the best weights and what predicting needs: python predict.py run=...
             package.save(
                 engine.evaluated, cfg, result, engine.target_scale, run_dir / package.MODEL_DIR
