@@ -372,6 +372,18 @@ def test_socalnet_trains_predicts_and_serves_with_tool_input(
     said = refused.stdout + refused.stderr
     assert "trained with tool input" in said and "socal.csv" in said
 
+    trial = expected_rows(run_dir).index[0]
+    subprocess.run(
+        [sys.executable, "explain.py", f"run={run_dir}", f"data.root={synthetic}", "device=cpu",
+         f"explain.trials=[{trial}]", "explain.top_seconds=1", "explain.ig_steps=2",
+         f"hydra.run.dir={tmp_path / 'explained'}"],
+        cwd=Path(__file__).parent.parent, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    explained = pd.read_csv(tmp_path / "explained" / "trials.csv").set_index("trial")
+    assert explained.loc[trial, "probability"] == pytest.approx(  # the tools held, not zeroed
+        expected_rows(run_dir).loc[trial, "probability"], abs=1e-5
+    )
+
     archive = model_archive(run_dir, tmp_path / "archive")
     model_dir = tmp_path / "opt_ml_model"
     with tarfile.open(archive) as tar:

@@ -180,4 +180,5 @@ class Predictor:
                 f"this model was trained with tool input (data.tools: {', '.join(classes)}): "
                 f"{root} has no {TOOLS_CSV} for its trials"
             )
+        log.info("tool input for %d trials: %s", len(trials), ", ".join(classes))
         return tool_features(tools, trials, self.config.data.window, classes).presence
