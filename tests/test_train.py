@@ -40,7 +40,8 @@ def small_run(tmp_path: Path, data_root: Path, *extra: str) -> Path:
 
 def test_a_run_writes_every_result(tmp_path: Path, data_root: Path) -> None:
     run_dir = small_run(tmp_path, data_root)
-    for name in ("config.yaml", "split.csv", "history.csv", "predictions.csv", "metrics.json"):
+    results = ("config.yaml", "split.csv", "history.csv", "predictions.csv", "metrics.json")
+    for name in (*results, "tools.csv", "apms.csv"):  # the synthetic data has socal.csv
         assert (run_dir / name).is_file(), name
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert step_files(run_dir / "checkpoints")
@@ -51,7 +52,8 @@ def test_a_run_writes_every_result(tmp_path: Path, data_root: Path) -> None:
     metrics = read_metrics(run_dir)
     expected = {"accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity"}
     assert expected <= set(metrics["test"]) and len(metrics["test"]["confusion_matrix"]) == 2
-    assert set(metrics["baselines"]) == {"majority", "trial_length", "trial_length_window"}
+    assert set(metrics["baselines"]) == {"majority", "trial_length", "trial_length_window", "tools"}
+    assert metrics["tools"]["annotations"] and metrics["tools"]["model_input"] == []
     assert set(metrics["val"]) == {"loss"} | set(metrics["test"])
     split = pd.read_csv(run_dir / "split.csv")
     predictions = pd.read_csv(run_dir / "predictions.csv")
