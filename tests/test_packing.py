@@ -299,21 +299,22 @@ def test_a_packed_sweep_on_sagemaker_is_one_job_that_downloads_like_separate_job
     put_folder(rows[0]["model_uri"], local.model_dir)
     put_folder(rows[0]["output_uri"], local.output_dir)
 
+    launched = {i: set(files(sweep / str(i))) for i in range(3)}  # Hydra's: launch.log, ...
     printed = follow(sweep, account, "--download")
     assert "2 run(s) extracted" in printed
-    listed = [line.split()[:3] for line in printed.splitlines() if line[:2] in ("0 ", "1 ", "2 ")]
+    listed = [line.split()[:3] for line in printed.splitlines() if f" {name} " in line]
     assert listed == [["0", name, "Completed"], ["1", name, "Completed"], ["2", name, "run-failed"]]
     rows = sweep_rows(sweep)
     assert [r["status"] for r in rows] == ["Completed", "Completed", "run-failed"]
     assert "fold" in rows[2]["reason"]
     for i in (0, 1):  # a separate job's download: its model archive, then its output archive
         run = f"run-{i}"
-        assert files(sweep / str(i)) == {
-            **files(local.model_dir / run),
-            **files(local.output_dir / run),
-        }
+        expected = {**files(local.model_dir / run), **files(local.output_dir / run)}
+        got = files(sweep / str(i))
+        assert {k: got.get(k) for k in expected} == expected
+        assert set(got) - set(expected) <= launched[i]  # nothing else, no pack_status.json
     assert (sweep / "0" / "metrics.json").is_file() and (sweep / "0" / "model").is_dir()
-    assert not (sweep / "2").exists()
+    assert set(files(sweep / "2")) == launched[2]  # a failed run: nothing extracted
     follow(sweep, account)  # a later refresh keeps the packed run's own outcome
     assert [r["status"] for r in sweep_rows(sweep)] == ["Completed", "Completed", "run-failed"]
 
