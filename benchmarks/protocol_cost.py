@@ -2,7 +2,7 @@
 
     python benchmarks/protocol_cost.py                          # 45 VideoMAE-base runs, g5.xlarge
     python benchmarks/protocol_cost.py --runs 15 --instance g4dn_xlarge --clips-per-s 27
-    python benchmarks/protocol_cost.py --measure --epochs 3     # also time 5 local jobs vs 1 packed
+    python benchmarks/protocol_cost.py --measure                # also time 5 local jobs vs 1 packed
 
 The estimate is arithmetic over named inputs; each says where its default comes from:
 "documented" (AWS documentation or public figures, see DESIGN.md), "assumed" (a round number to
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -79,8 +80,26 @@ def estimate(i: Inputs) -> list[tuple[str, float, float, int]]:
     ]
 
 
+def demo_data() -> None:
+    """The demo's synthetic folder, made before either clock starts (both sweeps read it)."""
+    from hydra import compose, initialize_config_dir
+
+    from socal.config import register
+    from socal.data.synthetic import data_root
+
+    register()
+    here = os.getcwd()
+    os.chdir(ROOT)  # where the sweeps run: data.root is relative to it
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "socal" / "conf"), version_base="1.3"):
+            data_root(compose("train", overrides=["experiment=demo"]).data, progress=False)
+    finally:
+        os.chdir(here)
+
+
 def measure(epochs: int, folds: int = 5) -> dict[str, float]:
     """Wall-clock of a k-fold demo sweep as ``folds`` local-container jobs and as one packed job."""
+    demo_data()
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in (("separate", []), ("packed", ["launch.runs_per_job=all"])):
@@ -112,6 +131,7 @@ def main() -> None:
     parser.add_argument("--warm-start-s", type=float, default=30.0)
     parser.add_argument("--keep-alive-min", type=float, default=10.0)
     parser.add_argument("--measure", action="store_true", help="time local jobs vs one packed")
+    parser.add_argument("--measure-epochs", type=int, default=1, help="epochs of the demo sweep")
     args = parser.parse_args()
     instances = ROOT / "socal" / "conf" / "instance"
     instance = OmegaConf.load(instances / f"{args.instance}.yaml").instance
@@ -133,8 +153,8 @@ def main() -> None:
     for name, wall, usd, jobs in estimate(inputs):
         print(f"{name:<36}{jobs:>6}{wall / 3600:>12.2f} h{usd:>9.2f} $")
     if args.measure:
-        times = measure(args.epochs)
-        print(f"measured here, 5-fold demo sweep, {args.epochs} epochs, instance=local:")
+        times = measure(args.measure_epochs)
+        print(f"measured here, 5-fold demo sweep, {args.measure_epochs} epoch(s), instance=local:")
         print(f"{'5 local-container jobs':<36}{times['separate']:>12.1f} s")
         print(f"{'1 packed job (runs_per_job=all)':<36}{times['packed']:>12.1f} s")
         print(json.dumps({k: round(v, 1) for k, v in times.items()}))

@@ -1,4 +1,5 @@
-"""Shared fixtures for the SageMaker tests: a real moto server on 127.0.0.1 and its AWS env."""
+"""Shared fixtures for the SageMaker tests: a real moto server on 127.0.0.1, its AWS env, a
+synthetic dataset uploaded to it and the launcher's account settings."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from socal.data.synthetic import SyntheticSpec, generate
+from socal.sagemaker.upload import upload
 
 from support import free_port
 
@@ -84,3 +88,39 @@ def bucket(aws: dict[str, str]) -> str:
     name = f"socal-test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def socal_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic SOCAL folder: what the launch tests upload and train on."""
+    spec = SyntheticSpec(trials=16, min_frames=60, max_frames=90)
+    return generate(tmp_path_factory.mktemp("launch") / "SOCAL", spec, progress=False)
+
+
+@pytest.fixture(scope="session")
+def dataset(aws_env: dict, socal_folder: Path) -> str:
+    """The synthetic dataset, uploaded once to its own bucket."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket="socal-test-dataset")
+    uri = "s3://socal-test-dataset/SOCAL"
+    upload(socal_folder, uri, workers=16, progress=False, s3=s3)
+    return uri
+
+
+@pytest.fixture
+def account(aws: dict, bucket: str, dataset: str, tmp_path: Path) -> dict[str, str]:
+    """The launcher's environment: moto, a role, an empty bucket, a private cache."""
+    return {
+        **aws,
+        "SOCAL_SAGEMAKER_ROLE": ROLE,
+        "SOCAL_S3_BUCKET": bucket,
+        "SOCAL_CACHE_DIR": str(tmp_path / "cache"),
+    }

@@ -16,7 +16,7 @@ import sys
 import tarfile
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,10 +25,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from socal.config import semantic_config
-from socal.data.synthetic import SyntheticSpec, generate
 from socal.sagemaker import local_container
 from socal.sagemaker.launch_config import LAUNCHER_KEYS
-from socal.sagemaker.upload import upload
 
 from support import TINY_JOB, local_plan
 
@@ -118,39 +116,6 @@ def s3_object(uri: str) -> bytes:
 
 def keys(bucket: str) -> list[str]:
     return [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
-
-
-@pytest.fixture(scope="module")
-def socal_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = SyntheticSpec(trials=16, min_frames=60, max_frames=90)
-    return generate(tmp_path_factory.mktemp("launch") / "SOCAL", spec, progress=False)
-
-
-@pytest.fixture(scope="module")
-def dataset(aws_env: dict, socal_folder: Path) -> str:
-    """The synthetic dataset, uploaded once to its own bucket."""
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket="socal-test-dataset")
-    uri = "s3://socal-test-dataset/SOCAL"
-    upload(socal_folder, uri, workers=16, progress=False, s3=s3)
-    return uri
-
-
-@pytest.fixture
-def account(aws: dict, bucket: str, dataset: str, tmp_path: Path) -> dict[str, str]:
-    """The launcher's environment: moto, a role, an empty bucket, a private cache."""
-    return {
-        **aws,
-        "SOCAL_SAGEMAKER_ROLE": ROLE,
-        "SOCAL_S3_BUCKET": bucket,
-        "SOCAL_CACHE_DIR": str(tmp_path / "cache"),
-    }
 
 
 @pytest.mark.slow
@@ -422,10 +387,15 @@ def tar_gz(files: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
+Reply = tuple[int, dict[str, str], bytes]
+
+
 @contextlib.contextmanager
-def refusing_proxy(endpoint: str, job_prefix: str) -> Iterator[str]:
-    """An HTTP proxy in front of moto that answers CreateTrainingJob for jobs named
-    ``job_prefix...`` as AWS does when the account's GPU quota is 0 (ResourceLimitExceeded)."""
+def aws_proxy(
+    endpoint: str, answer: Callable[[str, bytes, Callable[[], Reply]], Reply]
+) -> Iterator[str]:
+    """An HTTP proxy in front of moto: ``answer(operation, body, forward)`` replies to each
+    request (``operation``: its X-Amz-Target, empty for S3); ``forward()`` is moto's reply."""
     target = urllib.parse.urlsplit(endpoint)
 
     class Proxy(http.server.BaseHTTPRequestHandler):
@@ -433,26 +403,21 @@ def refusing_proxy(endpoint: str, job_prefix: str) -> Iterator[str]:
 
         def _forward(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.headers.get("X-Amz-Target") == "SageMaker.CreateTrainingJob" and (
-                json.loads(body)["TrainingJobName"].startswith(job_prefix)
-            ):
-                error = {
-                    "__type": "ResourceLimitExceeded",
-                    "message": "The account-level service limit 'ml.g4dn.xlarge for training "
-                    "job usage' is 0 Instances, with current utilization of 0 Instances.",
-                }
-                self._reply(400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(error))
-                return
-            hop = {"connection", "expect", "keep-alive", "transfer-encoding", "content-length"}
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-            conn.request(self.command, self.path, body, headers)
-            response = conn.getresponse()
-            headers = {k: v for k, v in response.getheaders() if k.lower() != "transfer-encoding"}
-            self._reply(response.status, headers, response.read())
 
-        def _reply(self, status: int, headers: dict, body: bytes | str) -> None:
-            data = body.encode() if isinstance(body, str) else body
+            def forward() -> Reply:
+                hop = {"connection", "expect", "keep-alive", "transfer-encoding", "content-length"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                conn.request(self.command, self.path, body, headers)
+                response = conn.getresponse()
+                headers = {
+                    k: v for k, v in response.getheaders() if k.lower() != "transfer-encoding"
+                }
+                return response.status, headers, response.read()
+
+            self._reply(*answer(self.headers.get("X-Amz-Target", ""), body, forward))
+
+        def _reply(self, status: int, headers: dict, data: bytes) -> None:
             self.send_response(status)
             for key, value in headers.items():
                 if key.lower() != "content-length":
@@ -473,6 +438,25 @@ def refusing_proxy(endpoint: str, job_prefix: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+def refusing_proxy(endpoint: str, job_prefix: str) -> contextlib.AbstractContextManager[str]:
+    """A proxy that answers CreateTrainingJob for jobs named ``job_prefix...`` as AWS does when
+    the account's GPU quota is 0 (ResourceLimitExceeded)."""
+
+    def answer(operation: str, body: bytes, forward: Callable[[], Reply]) -> Reply:
+        if operation == "SageMaker.CreateTrainingJob" and (
+            json.loads(body)["TrainingJobName"].startswith(job_prefix)
+        ):
+            error = {
+                "__type": "ResourceLimitExceeded",
+                "message": "The account-level service limit 'ml.g4dn.xlarge for training "
+                "job usage' is 0 Instances, with current utilization of 0 Instances.",
+            }
+            return 400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(error).encode()
+        return forward()
+
+    return aws_proxy(endpoint, answer)
 
 
 @pytest.mark.slow
@@ -511,7 +495,7 @@ def test_a_sweep_goes_on_when_aws_refuses_one_job(
         cwd=ROOT, env=clean_env(**account), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert followed.returncode == 0, followed.stderr
-    assert "2 job(s) extracted" in followed.stdout
+    assert "2 run(s) extracted" in followed.stdout
     with (tmp_path / "sweep" / "sweep.csv").open() as handle:
         refreshed = list(csv.DictReader(handle))
     assert [r["status"] for r in refreshed] == ["Completed", "failed", "Completed"]

@@ -1,19 +1,24 @@
 """Several runs of a sweep in one training job (``launch.runs_per_job``), and warm pools.
 
 The packed jobs run through the container's own command chain (instance=local): sm_train.sh ->
-exec_driver -> pack_runner -> one train.py per run, as real subprocesses.
+exec_driver -> pack_runner -> one train.py per run, as real subprocesses. On SageMaker (the moto
+server) the same chain, run here on the uploaded archive, stands in for the instance.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import boto3
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
@@ -26,6 +31,7 @@ from socal.sagemaker.launch_config import register
 from socal.sagemaker.pack_runner import PackRunner
 
 from support import CONF, REPO, TINY_JOB, local_plan, stop_process_1
+from test_launch import DATA, Reply, aws_proxy, clean_env, describe, jobs, launch, s3_object
 
 TINY = [*TINY_JOB, "trainer.progress=false", "split=kfold"]
 
@@ -231,3 +237,124 @@ def test_one_packed_job_gives_the_report_of_five_separate_jobs(tmp_path: Path) -
         )
         inside = pd.read_csv(packed / f"pack-0/opt_ml/output/data/run-{fold}/predictions.csv")
         pd.testing.assert_frame_equal(alone, inside)
+
+
+def sweep_rows(sweep: Path) -> list[dict[str, str]]:
+    with (sweep / "sweep.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def put_folder(uri: str, folder: Path) -> None:
+    """What SageMaker uploads when a job ends: the folder's contents as a .tar.gz at ``uri``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=path.name)
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def follow(sweep: Path, account: dict, *args: str) -> str:
+    """``python -m socal.jobs SWEEP ...`` against moto; what it printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "socal.jobs", str(sweep), *args],
+        cwd=REPO, env=clean_env(**account), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_a_packed_sweep_on_sagemaker_is_one_job_that_downloads_like_separate_jobs(
+    account: dict, socal_folder: Path, tmp_path: Path
+) -> None:
+    """``launch.py -m ... launch.runs_per_job=all`` creates one training job for three runs; its
+    uploaded archive trains here as on the instance (run 2, a fold that does not exist, fails),
+    its archives go where SageMaker puts them, and ``socal.jobs`` and ``socal.report`` see one
+    row per run, each finished run in its own folder with what a separate job's archives hold."""
+    from socal.report.__main__ import main as report
+
+    sweep = tmp_path / "sweep"
+    runs = ["split=kfold", "split.fold=0,1,7", "launch.runs_per_job=all"]
+    result = launch([DATA, *TINY_JOB, *runs, "sagemaker.base_job_name=packed"], account, sweep,
+                    multirun=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    [name] = jobs("packed-")
+    job = describe(name)
+    assert job["HyperParameters"] == {"socal_pack": "socal_pack.json"}
+    rows = sweep_rows(sweep)
+    assert [(r["index"], r["job_name"], r["status"], r["pack_run"]) for r in rows] == [
+        (str(i), name, "submitted", f"run-{i}") for i in range(3)
+    ]
+    code = {c["ChannelName"]: c for c in job["InputDataConfig"]}["code"]
+    archive = tmp_path / "sourcedir.tar.gz"
+    archive.write_bytes(s3_object(code["DataSource"]["S3DataSource"]["S3Uri"]))
+    instance = replace(local_plan(TINY_JOB), hyperparameters=job["HyperParameters"])
+    local = local_container.run(instance, archive, socal_folder, tmp_path / "opt_ml", name)
+    assert local.returncode == 0, local.log_file.read_text()[-3000:]
+    put_folder(rows[0]["model_uri"], local.model_dir)
+    put_folder(rows[0]["output_uri"], local.output_dir)
+
+    launched = {i: set(files(sweep / str(i))) for i in range(3)}  # Hydra's: launch.log, ...
+    printed = follow(sweep, account, "--download")
+    assert "2 run(s) extracted" in printed
+    listed = [line.split()[:3] for line in printed.splitlines() if f" {name} " in line]
+    assert listed == [["0", name, "Completed"], ["1", name, "Completed"], ["2", name, "run-failed"]]
+    rows = sweep_rows(sweep)
+    assert [r["status"] for r in rows] == ["Completed", "Completed", "run-failed"]
+    assert "fold" in rows[2]["reason"]
+    for i in (0, 1):  # a separate job's download: its model archive, then its output archive
+        run = f"run-{i}"
+        expected = {**files(local.model_dir / run), **files(local.output_dir / run)}
+        got = files(sweep / str(i))
+        assert {k: got.get(k) for k in expected} == expected
+        assert set(got) - set(expected) <= launched[i]  # nothing else, no pack_status.json
+    assert (sweep / "0" / "metrics.json").is_file() and (sweep / "0" / "model").is_dir()
+    assert set(files(sweep / "2")) == launched[2]  # a failed run: nothing extracted
+    follow(sweep, account)  # a later refresh keeps the packed run's own outcome
+    assert [r["status"] for r in sweep_rows(sweep)] == ["Completed", "Completed", "run-failed"]
+
+    report([str(sweep), "--out", str(tmp_path / "report"), "--no-progress"])
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert sorted(summary["split.fold"]) == [0, 1]
+
+
+def test_a_warm_pooled_sweep_sends_every_job_in_one_shape_one_after_another(
+    account: dict, tmp_path: Path
+) -> None:
+    """``sagemaker.keep_alive_minutes``: every job of the sweep asks for the same resources and
+    the warm pool, and each is created only once the one before has ended (a pool is released
+    by a finished job). A proxy shows each job as InProgress at first, as SageMaker would."""
+    seen: list[tuple[str, str, str]] = []  # (operation, job name, the status answered)
+
+    def answer(operation: str, body: bytes, forward: Callable[[], Reply]) -> Reply:
+        status, headers, reply = forward()
+        if operation == "SageMaker.CreateTrainingJob":
+            seen.append(("create", json.loads(body)["TrainingJobName"], ""))
+        elif operation == "SageMaker.DescribeTrainingJob" and status == 200:
+            job = json.loads(reply)
+            if not any(s[:2] == ("describe", job["TrainingJobName"]) for s in seen):
+                job["TrainingJobStatus"] = "InProgress"  # moto ends a job at once
+                reply = json.dumps(job).encode()
+            seen.append(("describe", job["TrainingJobName"], job["TrainingJobStatus"]))
+        return status, headers, reply
+
+    sweep = tmp_path / "sweep"
+    args = [DATA, *TINY_JOB, "optimizer.lr=1e-5,1e-4,1e-3", "sagemaker.keep_alive_minutes=10",
+            "sagemaker.base_job_name=warm"]  # fmt: skip
+    with aws_proxy(account["AWS_ENDPOINT_URL"], answer) as proxy:
+        result = launch(args, {**account, "AWS_ENDPOINT_URL": proxy}, sweep, multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = [r["job_name"] for r in sweep_rows(sweep)]
+    assert sorted(names) == jobs("warm-") and len(names) == 3
+    assert [describe(n)["ResourceConfig"] for n in names] == 3 * [
+        {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50,
+         "KeepAlivePeriodInSeconds": 600}
+    ]  # fmt: skip
+    for before, after in zip(names, names[1:], strict=False):
+        ended = [i for i, s in enumerate(seen) if s == ("describe", before, "Completed")]
+        assert ended and ended[0] < seen.index(("create", after, "")), seen

@@ -131,6 +131,7 @@ def test_what_cannot_be_tuned_is_refused_with_one_line(argument: str, message: s
         (["tuning.random_seed=0"], "tuning.random_seed=0: give a seed >= 1"),
         (["tuning.max_jobs=2", "tuning.max_parallel_jobs=3"], "exceeds tuning.max_jobs=2"),
         (["sagemaker.base_job_name=a-long-base-job-name"], "at most 18 characters"),
+        (["launch.runs_per_job=all"], "a tuning job runs each trial as its own training job"),
     ],
 )
 def test_tuning_settings_are_checked_before_anything_is_uploaded(

@@ -32,6 +32,7 @@ from socal.sagemaker.packing import STATUS_FILE
 log = logging.getLogger("socal.jobs")
 NOT_ON_AWS = ("failed", "dry-run", "local-done", "local-failed", "local-stopped")
 ARCHIVES = ("model_uri", "output_uri")
+RUN_OUTCOME = "run-"  # a packed run that did not finish in a completed job: run-failed, ...
 
 
 def hourly_prices() -> dict[str, float]:
@@ -100,27 +101,34 @@ def refresh(sweep_dir: Path, sagemaker: Any) -> list[dict[str, str]]:
         except ClientError as err:
             row["reason"] = f"DescribeTrainingJob: {err.response['Error'].get('Message', err)}"
             continue
-        row.update(summarise(job, prices))
+        summary = summarise(job, prices)
+        if row["status"].startswith(RUN_OUTCOME) and summary["status"] == "Completed":
+            del summary["status"], summary["reason"]  # a packed run's own outcome (download)
+        row.update(summary)
     write_manifest(sweep_dir, rows)
     return rows
 
 
 def download(sweep_dir: Path, rows: list[dict[str, str]], s3: Any) -> list[Path]:
     """Extract each completed job's model and output archives into ``sweep_dir/<index>/``; a
-    packed job's run gets its own ``run-<index>/`` of them, and its own outcome in the row."""
+    packed job's run gets its own ``run-<index>/`` of them. A packed run that did not finish gets
+    its own outcome in the row and, like a failed job, no folder."""
     folders, fetched = [], {}
     for row in rows:
         if row["status"] != "Completed":
             continue
-        folder, run = sweep_dir / row["index"], row.get("pack_run", "")
         for column in ARCHIVES:
             if row[column] not in fetched:
                 bucket, key = split_s3(row[column])
                 fetched[row[column]] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        folder, run = sweep_dir / row["index"], row.get("pack_run", "")
+        outcome = _run_outcome(fetched[row["output_uri"]], run) if run else {}
+        if outcome:
+            row.update(outcome)
+            continue
+        for column in ARCHIVES:
             with tarfile.open(fileobj=io.BytesIO(fetched[row[column]])) as tar:
                 tar.extractall(folder, members=_members(tar, run), filter="data")
-        if run:
-            row.update(_run_outcome(fetched[row["output_uri"]], run))
         folders.append(folder)
     return folders
 
@@ -145,7 +153,7 @@ def _run_outcome(output_archive: bytes, run: str) -> dict[str, str]:
         runs = json.loads(tar.extractfile(member).read())["runs"] if member else []
     for outcome in runs:
         if outcome["folder"] == run and outcome["status"] != "done":
-            return {"status": f"run-{outcome['status']}", "reason": outcome.get("reason", "")}
+            return {"status": RUN_OUTCOME + outcome["status"], "reason": outcome.get("reason", "")}
     return {}
 
 
@@ -174,10 +182,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         session = boto3.session.Session(region_name=args.region)
         try:
             rows = refresh(args.sweep_dir, session.client("sagemaker"))
+            if args.download:  # first: a packed run's own outcome is in its job's output
+                folders = download(args.sweep_dir, rows, session.client("s3"))
+                write_manifest(args.sweep_dir, rows)
             print(table(rows))
             if args.download:
-                folders = download(args.sweep_dir, rows, session.client("s3"))
-                print(f"{len(folders)} job(s) extracted into {args.sweep_dir}/<index>/")
+                print(f"{len(folders)} run(s) extracted into {args.sweep_dir}/<index>/")
         except (BotoCoreError, ClientError) as err:
             raise UserError(f"AWS: {err}") from err
     return 0

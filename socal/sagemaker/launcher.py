@@ -137,6 +137,9 @@ def submit(cfg: DictConfig, where: LaunchContext, job: JobPlan, archive: Path) -
         # A sweep never blocks, except with a warm pool: the next job reuses the instance only
         # once this one has ended.
         blocking = cfg.launch.wait and (where.sweep_index is None or job.keep_alive_s > 0)
+        if job.keep_alive_s and where.sweep_index is not None and not cfg.launch.wait:
+            log.warning("sagemaker.keep_alive_minutes with launch.wait=false: the sweep's jobs "
+                        "start at once, so none reuses another's warm pool")  # fmt: skip
         name = aws.submit(job, archive, wait=blocking, logs=cfg.launch.logs)
     except Exception as err:
         reason = str(err) if isinstance(err, UserError) else aws.failure_reason(err)

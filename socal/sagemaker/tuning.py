@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 
 from socal.errors import UserError
 from socal.monitor import maximised, objective_name
-from socal.sagemaker import hyperparams
+from socal.sagemaker import hyperparams, packing
 from socal.sagemaker import job as sagemaker_job
 from socal.sagemaker.hyperparams import TUNED_KEY
 from socal.sagemaker.launch_config import EarlyStoppingType, TuningStrategy
@@ -151,6 +151,12 @@ class TuningPlan:
 def _settings(cfg: DictConfig, ranges: list[ParameterRange]) -> dict[str, Any]:
     """``tuning.*`` checked against each other and the search space."""
     tuning = cfg.tuning
+    if packing.runs_per_job(cfg.launch.runs_per_job) != 1:
+        raise UserError(
+            f"launch.runs_per_job={cfg.launch.runs_per_job} with hydra/sweeper=sagemaker: a tuning "
+            "job runs each trial as its own training job, so trials cannot be packed; drop "
+            "launch.runs_per_job"
+        )
     monitor = cfg.trainer.early_stopping.metric
     objective = tuning.objective or monitor
     if objective != monitor:
