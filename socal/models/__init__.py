@@ -40,6 +40,7 @@ def build_model(cfg: DictConfig, num_frames: int, dropout: Optional[float] = Non
     family = family_of(cfg)
     spec = family.spec(cfg)
     spec.frames.check(num_frames, family.name)
+    family.attention(cfg)  # a setting the family cannot take fails before anything is built
     model = VideoModel(family, family.build(cfg, num_frames, dropout), spec)
     freeze(model, str(cfg.freeze))
     return model

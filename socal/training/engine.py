@@ -32,7 +32,7 @@ from socal.training.distributed import Dist, all_gather, barrier, broadcast, bro
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.optim import base_lr
-from socal.training.runtime import autocast, rng_state, set_rng_state
+from socal.training.runtime import autocast, compile_model, rng_state, set_rng_state, use_tf32
 from socal.training.task import TASKS
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,14 @@ class Engine:
         pos_weight: Optional[float] = None,
     ) -> None:
         dist = dist or Dist()
+        use_tf32(device)
         self.model = model.to(device)
-        self.module = model  # unwrapped, for state dicts
+        self.module = model  # unwrapped, for state dicts (never a compiled or DDP wrapper's keys)
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if trainer.compile and optimizer is not None:  # a Predictor's engine runs the plain one
+            self.model = compile_model(self.model)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.trainer = trainer
