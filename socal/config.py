@@ -50,6 +50,9 @@ NON_SEMANTIC_KEYS = (
     "eval.bins",
     "eval.plots",
     "eval.explain",
+    # Which kernels compute it, not what: a run resumes with them switched.
+    "trainer.compile",
+    "model.attention",
 )
 
 
@@ -98,6 +101,14 @@ class Precision(str, Enum):
     fp16_mixed = "16-mixed"
 
 
+class Attention(str, Enum):
+    """transformers' ``attn_implementation`` (socal.models.hf_video)."""
+
+    sdpa = "sdpa"
+    flash_attention_2 = "flash_attention_2"
+    eager = "eager"
+
+
 class Mode(str, Enum):
     min = "min"
     max = "max"
@@ -142,6 +153,10 @@ class ModelConfig:
     # the family's library has it (TimeSformer, V-JEPA 2, MViT, Swin3D, timm and torchvision
     # encoders with stochastic depth); elsewhere a one-line error.
     drop_path: Optional[float] = None
+    # transformers families: sdpa, flash_attention_2 (needs the flash-attn package, a GPU of
+    # compute capability >= 8.0 and bf16 or 16-mixed) or eager; null: sdpa where the family
+    # has it, else eager. Other families have no setting (a one-line error when set).
+    attention: Optional[Attention] = None
 
 
 @dataclass
@@ -340,6 +355,9 @@ class TrainerConfig:
     progress: bool = True
     # Batches each data-loader worker keeps ready.
     prefetch_factor: int = 4
+    # torch.compile the model for training (the first steps then take longer); checkpoints,
+    # best.pt and the package hold the plain model's weights either way.
+    compile: bool = False
 
 
 @dataclass

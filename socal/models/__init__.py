@@ -46,6 +46,7 @@ def build_model(
     family = family_of(cfg)
     spec = family.spec(cfg)
     spec.frames.check(num_frames, family.name)
+    family.attention(cfg)  # a setting the family cannot take fails before anything is built
     net = family.build(cfg, num_frames, dropout)
     if tool_classes:
         family.add_tool_inputs(net, len(tool_classes))

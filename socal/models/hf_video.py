@@ -13,7 +13,9 @@ from typing import Any, ClassVar, Optional
 import torch
 from omegaconf import DictConfig
 from transformers import PretrainedConfig, PreTrainedModel
+from transformers.utils import is_flash_attn_2_available
 
+from socal.config import Attention
 from socal.errors import UserError
 from socal.models.spec import Family, LayerGroup
 from socal.models.weights import is_local
@@ -45,6 +47,34 @@ class HFVideoFamily(Family):
             )
         return {self.drop_path_key: rate}
 
+    @property
+    def attentions(self) -> list[Attention]:
+        """The attention implementations the family's transformers model has."""
+        has = {
+            Attention.sdpa: self.model_class._supports_sdpa,
+            Attention.flash_attention_2: self.model_class._supports_flash_attn,
+            Attention.eager: True,
+        }
+        return [choice for choice, supported in has.items() if supported]
+
+    def attention(self, cfg: DictConfig) -> Optional[Attention]:
+        """``model.attention``, checked: null is sdpa where the family has it, else eager."""
+        setting = cfg.get("attention")
+        if setting is None:
+            return Attention.sdpa if Attention.sdpa in self.attentions else Attention.eager
+        choice = Attention(setting)
+        if choice not in self.attentions:
+            raise UserError(
+                f"model.attention={choice.value}: transformers' {self.name} has "
+                + ", ".join(a.value for a in self.attentions)
+            )
+        if choice is Attention.flash_attention_2 and not is_flash_attn_2_available():
+            raise UserError(
+                "model.attention=flash_attention_2 needs the flash-attn package (>= 2.3.3) and "
+                "a CUDA GPU: pip install flash-attn, or model.attention=sdpa"
+            )
+        return choice
+
     def hub_config(self, cfg: DictConfig) -> Any:
         """The option's transformers config, without building it (the hub's or the default)."""
         if cfg.source is None:
@@ -57,6 +87,7 @@ class HFVideoFamily(Family):
 
     def build(self, cfg: DictConfig, num_frames: int, dropout: Optional[float]) -> torch.nn.Module:
         overrides = {"num_labels": 1, **self.overrides(cfg, num_frames)}
+        overrides["attn_implementation"] = self._attention_value(cfg)
         if dropout is not None:
             overrides |= dict.fromkeys(self.dropout_keys, dropout)
         if cfg.drop_path is not None:
@@ -107,7 +138,22 @@ class HFVideoFamily(Family):
         return net.config.to_dict()
 
     def rebuild(self, cfg: DictConfig, architecture: dict, num_frames: int) -> torch.nn.Module:
-        return self.model_class(self.config_class.from_dict(architecture))
+        """The packaged shape at the run's attention, but never flash attention where this
+        machine cannot run it (a model trained on a GPU, predicted on a laptop): sdpa then."""
+        setting = cfg.get("attention")
+        flash = setting is not None and Attention(setting) is Attention.flash_attention_2
+        if flash and not is_flash_attn_2_available():
+            log.info("model.attention=flash_attention_2 is not available here: using sdpa")
+            choice = Attention.sdpa.value
+        else:
+            choice = self._attention_value(cfg)
+        config = self.config_class.from_dict(architecture, attn_implementation=choice)
+        return self.model_class(config)
+
+    def _attention_value(self, cfg: DictConfig) -> str:
+        choice = self.attention(cfg)
+        assert choice is not None  # every transformers family has one
+        return choice.value
 
 
 def encoder_groups(

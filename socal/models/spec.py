@@ -20,7 +20,7 @@ from typing import ClassVar, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from socal.config import Normalization
+from socal.config import Attention, Normalization
 from socal.errors import UserError
 
 
@@ -103,6 +103,16 @@ class Family(ABC):
     @abstractmethod
     def layer_groups(self, net: torch.nn.Module) -> list[LayerGroup]:
         """Every trainable parameter once, by depth (layer-wise learning rates, freezing)."""
+
+    def attention(self, cfg: DictConfig) -> Optional[Attention]:
+        """``model.attention`` for this family: families without transformers' attention
+        implementations take none (a one-line error when one is set)."""
+        if cfg.get("attention") is not None:
+            raise UserError(
+                f"model.attention={Attention(cfg.attention).value}: model.family={self.name} has "
+                "no attention implementation to choose (transformers families only)"
+            )
+        return None
 
     def architecture(self, net: torch.nn.Module) -> dict:
         """What a model package needs beyond the option to rebuild ``net`` offline (a hub

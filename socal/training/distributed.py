@@ -58,6 +58,18 @@ def all_gather(obj: Any, dist_info: Dist) -> list[Any]:
     return gathered
 
 
+def any_rank(flags: list[bool], dist_info: Dist, device: torch.device) -> list[bool]:
+    """Each of ``flags``, true if it is true on any rank: one all-reduce (MAX) of a small
+    tensor, not a pickled object gather (``device``: where the backend's tensors live)."""
+    if not dist_info.enabled:
+        return flags
+    import torch.distributed as dist
+
+    tensor = torch.tensor(flags, dtype=torch.int32, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [bool(flag) for flag in tensor.tolist()]
+
+
 def broadcast(obj: Any, dist_info: Dist) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if not dist_info.enabled:

@@ -28,14 +28,25 @@ from socal.data.transforms import finish_clips
 from socal.errors import UserError
 from socal.monitor import NAN_RULE, monitor_mode
 from socal.training import checkpoint
-from socal.training.distributed import Dist, all_gather, barrier, broadcast, broadcast_module
+from socal.training.distributed import (
+    Dist,
+    all_gather,
+    any_rank,
+    barrier,
+    broadcast,
+    broadcast_module,
+)
 from socal.training.interrupt import StopSignal
 from socal.training.metrics import task_metrics
 from socal.training.optim import base_lr
-from socal.training.runtime import autocast, rng_state, set_rng_state
+from socal.training.runtime import autocast, compile_model, rng_state, set_rng_state, use_tf32
 from socal.training.task import TASKS
 
 log = logging.getLogger(__name__)
+# Batch losses stay on the device and are read on the host (one wait for the device) this
+# often, at an epoch's end and before a checkpoint: the divergence check and the progress bar
+# follow, without a synchronisation per batch.
+LOSS_READ_EVERY = 16
 
 
 @dataclass
@@ -68,11 +79,14 @@ class Engine:
         pos_weight: Optional[float] = None,
     ) -> None:
         dist = dist or Dist()
+        use_tf32(device)
         self.model = model.to(device)
-        self.module = model  # unwrapped, for state dicts
+        self.module = model  # unwrapped, for state dicts (never a compiled or DDP wrapper's keys)
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if trainer.compile and optimizer is not None:  # a Predictor's engine runs the plain one
+            self.model = compile_model(self.model)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.trainer = trainer
@@ -94,6 +108,8 @@ class Engine:
         self.step = 0
         self.batches_done = 0  # inside the current epoch
         self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_read_every = LOSS_READ_EVERY
+        self._unread: list[tuple[torch.Tensor, int]] = []  # (mean loss on the device, samples)
         self.group_samples = 0  # since the last optimizer step (steps and saves coincide)
         self.best: Optional[float] = None
         self.bad_epochs = 0
@@ -119,6 +135,7 @@ class Engine:
 
     # -- checkpointed state ------------------------------------------------------------------
     def state_dict(self) -> dict:
+        self._read_losses()  # a diverged run raises before it writes a checkpoint
         return {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -218,10 +235,30 @@ class Engine:
     def _stop_and_save_agreed(self) -> tuple[bool, bool]:
         """Whether any rank got a stop signal, and whether rank 0's save clock is due.
 
-        All ranks must stop, and save, at the same step.
+        All ranks must stop, and save, at the same step: one small all-reduce per step.
         """
-        flags = all_gather((bool(self.stop), self.save_clock.due()), self.dist)
-        return any(stop for stop, _ in flags), flags[0][1]
+        due = self.dist.is_main and self.save_clock.due()
+        stop, clock_due = any_rank([bool(self.stop), due], self.dist, self.device)
+        return stop, clock_due
+
+    def _read_losses(self, bar: Optional[tqdm] = None) -> None:
+        """The batch losses kept on the device, added on the host in batch order (the same
+        sums whenever they are read); a non-finite one stops the run with its batch."""
+        if not self._unread:
+            return
+        values = torch.stack([loss for loss, _ in self._unread]).tolist()  # one device wait
+        first = self.batches_done - len(values) + 1
+        for i, (value, (_, count)) in enumerate(zip(values, self._unread, strict=True)):
+            if not math.isfinite(value):
+                raise UserError(
+                    f"training diverged: the loss is {value} at epoch {self.epoch + 1} step "
+                    f"{first + i}; lower optimizer.lr or set trainer.grad_clip"
+                )
+            self.loss_sum += value * count
+            self.loss_count += count
+        self._unread = []
+        if bar is not None:
+            bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}", refresh=False)
 
     def train_epoch(self, loader: DataLoader) -> Optional[float]:
         """Train from the current position to the end of the epoch; None if stopped by a signal."""
@@ -241,18 +278,12 @@ class Engine:
         for batch in bar:
             labels = batch["label"].to(self.device, dtype=torch.float32)
             losses = self._loss(self._forward(batch), labels)
-            value = losses.mean().item()
-            if not math.isfinite(value):
-                raise UserError(
-                    f"training diverged: the loss is {value} at epoch {self.epoch + 1} "
-                    f"step {self.batches_done + 1}; lower optimizer.lr or set trainer.grad_clip"
-                )
+            self._unread.append((losses.detach().mean(), len(labels)))
             self.scaler.scale(losses.sum() / self._full_group).backward()
             self.group_samples += len(labels)
             self.batches_done += 1
-            self.loss_sum += value * len(labels)
-            self.loss_count += len(labels)
-            bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}", refresh=False)
+            if self.batches_done % self.loss_read_every == 0:
+                self._read_losses(bar)
             if self.batches_done % accum and self.batches_done != total_batches:
                 continue
             self._optimizer_step()
@@ -264,6 +295,7 @@ class Engine:
             due = clock_due or (every and self.step % every == 0)
             if due and self.batches_done != total_batches:
                 self.save()
+        self._read_losses()
         sums = all_gather((self.loss_sum, self.loss_count), self.dist)
         return sum(s for s, _ in sums) / max(sum(c for _, c in sums), 1)
 

@@ -8,6 +8,7 @@ recipe of VideoMAE, BEiT and the other ViT-based encoders).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Any, Optional
@@ -56,14 +57,30 @@ def param_groups(cfg: DictConfig, model: VideoModel) -> list[dict[str, Any]]:
     return groups
 
 
-def build_optimizer(cfg: DictConfig, model: VideoModel) -> torch.optim.Optimizer:
-    """``_target_`` in the optimizer group names the class; the rest are its arguments."""
+def fused_arguments(optimizer_class: type, device: Optional[torch.device]) -> dict[str, bool]:
+    """``fused=True`` for a CUDA ``device`` when the class has fused kernels (AdamW, Adam, SGD:
+    one kernel for all parameters instead of several per tensor); nothing elsewhere."""
+    if device is None or device.type != "cuda":
+        return {}
+    if "fused" not in inspect.signature(optimizer_class).parameters:
+        return {}
+    return {"fused": True}
+
+
+def build_optimizer(
+    cfg: DictConfig, model: VideoModel, device: Optional[torch.device] = None
+) -> torch.optim.Optimizer:
+    """``_target_`` in the optimizer group names the class; the rest are its arguments.
+
+    ``device``: where the model trains (fused kernels on CUDA; null: the CPU).
+    """
     groups = param_groups(cfg, model)
     arguments = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(arguments, dict)
     optimizer_class = get_class(arguments.pop("_target_"))
     for key in GROUPING_KEYS:
         arguments.pop(key)
+    arguments |= fused_arguments(optimizer_class, device)
     optimizer = optimizer_class(groups, **arguments)
     for group in groups:
         count = sum(p.numel() for p in group["params"])

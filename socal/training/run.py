@@ -201,7 +201,7 @@ def build_engine(
         for name in subsets
     }
     loaders = {name: _loader(ds, cfg, name == "train", dist) for name, ds in datasets.items()}
-    optimizer = build_optimizer(cfg.optimizer, model)
+    optimizer = build_optimizer(cfg.optimizer, model, device)
     steps = -(-len(loaders["train"]) // cfg.trainer.grad_accum_steps)
     stopping = cfg.trainer.early_stopping
     mode = monitor_mode(task, stopping.metric, stopping.mode).value

@@ -26,6 +26,28 @@ def resolve_device(device: Device | str) -> torch.device:
     return torch.device(device.value)
 
 
+def use_tf32(device: torch.device) -> bool:
+    """TF32 tensor cores for float32 matmuls on a CUDA ``device`` only (Ampere and newer; older
+    GPUs ignore it; cuDNN convolutions already default to TF32); whether it was asked for.
+
+    Process-wide. Through ``set_float32_matmul_precision``, which sets the newer
+    ``torch.backends.cuda.matmul.fp32_precision`` too: setting only the newer one makes
+    ``torch.get_float32_matmul_precision()``, which torch.compile's cache still reads, raise.
+    """
+    if device.type != "cuda":
+        return False
+    torch.set_float32_matmul_precision("high")
+    log.info("float32 matmuls: TF32 where the GPU has it")
+    return True
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``trainer.compile``: ``torch.compile`` of ``model`` (the DDP wrapper, when there is one,
+    so its graph breaks at the gradient buckets). The wrapper shares ``model``'s parameters."""
+    log.info("trainer.compile=true: the first steps compile the model")
+    return torch.compile(model)
+
+
 def autocast(precision: Precision, device: torch.device) -> AbstractContextManager:
     if precision is Precision.fp32:
         return contextlib.nullcontext()
