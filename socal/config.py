@@ -419,8 +419,11 @@ class TrackingConfig:
     experiment: str = "socal"
     # null: the run folder's name
     run_name: Optional[str] = None
-    # Log the model package (model/) as an artifact: python predict.py run=runs:/<id>/model
+    # Log the model package (model/) as an MLflow pyfunc model: python predict.py
+    # run=runs:/<id>/model, mlflow models serve -m runs:/<id>/model
     log_model: bool = True
+    # A Model Registry name: each run's model becomes a new version of it (null: not registered)
+    register: Optional[str] = None
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The model package: everything needed to predict exactly as a run's evaluation did.
 
-A run writes it to ``<run>/model/`` (and SageMaker's ``model.tar.gz``, and MLflow's ``model``
-artifact, hold the same files): the best weights as a ``save_pretrained`` folder, plus
+A run writes it to ``<run>/model/`` (SageMaker's ``model.tar.gz`` holds the same files, and
+MLflow's ``model`` artifact holds them under ``artifacts/``): the best weights as a ``save_pretrained`` folder, plus
 ``socal.json`` with the resolved run config (window, frame count, normalisation, precision),
 the task, the decision threshold and the regression target's scale. ``Predictor`` loads it and
 runs the run's own evaluation path (``ClipDataset`` without augmentation, ``Engine.predict``).
@@ -9,8 +9,11 @@ runs the run's own evaluation path (``ClipDataset`` without augmentation, ``Engi
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from socal.config import Precision, TrainConfig, fingerprint
 from socal.data.dataset import ClipDataset
-from socal.data.index import Trial
+from socal.data.index import DataReport, Trial, readable_frames
 from socal.errors import UserError
 from socal.models import VideoModel, family_of, spec_from_dict, spec_to_dict
 from socal.models.videomae import load_format1
@@ -75,8 +78,10 @@ def save(
 
 
 def find(directory: Path) -> Path:
-    """The package folder in ``directory``: itself, or its ``model/`` (a run folder)."""
-    for candidate in (directory, directory / MODEL_DIR):
+    """The package folder in ``directory``: itself, its ``model/`` (a run folder) or the one
+    under its ``artifacts/`` (an MLflow model, ``socal.training.mlflow_model``)."""
+    mlflow_artifacts = sorted((directory / "artifacts").glob("*"))
+    for candidate in (directory, directory / MODEL_DIR, *mlflow_artifacts):
         if (candidate / INFO_FILE).is_file():
             return candidate
     raise UserError(
@@ -97,6 +102,18 @@ def _load_model(directory: Path, config: DictConfig, info: dict) -> VideoModel:
             + " ".join(str(err).split())[:300]
         ) from err
     return VideoModel(family, net, spec_from_dict(info["spec"]))
+
+
+def decode_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``[{"id": ..., "frames": [jpeg bytes, ...]}, ...]`` from trials whose frames are base64
+    JPEG strings, in order (a request to the endpoint or to the MLflow model)."""
+    return [
+        {
+            "id": str(trial.get("id", f"trial-{i}")),
+            "frames": [base64.b64decode(frame) for frame in trial["frames"]],
+        }
+        for i, trial in enumerate(trials)
+    ]
 
 
 @dataclass
@@ -152,3 +169,40 @@ class Predictor:
         config = OmegaConf.merge(self.config, {"data": data})
         dataset = ClipDataset.of_run(trials, config, self.engine.module.spec.image_size, False)
         return self.engine.predict(DataLoader(dataset, batch_size=batch_size, **(loader or {})))
+
+    def predict_frames(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each trial's output from its frames in memory (``decode_trials``), through the run's
+        evaluation clip: the endpoint's and the MLflow model's answer.
+
+        Frames are checked as ``predict.py`` checks them: a bad one is replaced by its nearest
+        good neighbour; a trial without any decodable frame is an error for the request, not a
+        guess.
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            trials = []
+            for k, item in enumerate(data):
+                paths = []
+                for i, frame in enumerate(item["frames"]):
+                    path = Path(tmp) / f"{k:04d}_{i:08d}.jpeg"
+                    path.write_bytes(frame)
+                    paths.append(path)
+                report = DataReport()
+                usable = readable_frames(item["id"], paths, report)  # the data check's rule
+                if usable is None:
+                    raise ValueError(f"trial {item['id']}: no frame is a complete JPEG")
+                for line in report.lines():
+                    log.warning("trial %s: %s", item["id"], line)
+                trials.append(Trial(item["id"], item["id"], math.nan, tuple(usable)))
+            result = self.predict(trials, Path(tmp), batch_size=len(trials))
+        outputs = dict(zip(result.indices.tolist(), result.outputs.tolist(), strict=True))
+        if self.task != "classification":
+            return [{"id": t.trial_id, "predicted": outputs[i]} for i, t in enumerate(trials)]
+        return [
+            {
+                "id": t.trial_id,
+                "probability": outputs[i],
+                "prediction": int(outputs[i] >= self.threshold),
+                "threshold": self.threshold,
+            }
+            for i, t in enumerate(trials)
+        ]

@@ -288,7 +288,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             package.save(
                 engine.evaluated, cfg, result, engine.target_scale, run_dir / package.MODEL_DIR
             )
-        tracker.finish(result, run_dir)
+        tracker.finish(result, run_dir, subsets["test"][0])
         if dist.is_main:
             checkpoint.mark_finished(engine.checkpoint_dir, result["config_fingerprint"])
         return result
