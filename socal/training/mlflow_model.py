@@ -22,7 +22,8 @@ from typing import Any, Optional
 
 import mlflow
 import pandas as pd
-from mlflow.models import ModelSignature
+from mlflow.models import ModelSignature, set_model
+from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.types.schema import Array
 
@@ -47,7 +48,7 @@ OUTPUTS = {
 }
 
 
-class SocalModel(mlflow.pyfunc.PythonModel):
+class SocalModel(PythonModel):
     """A socal model package behind MLflow's ``predict``."""
 
     def load_context(self, context: Any) -> None:
@@ -60,7 +61,7 @@ class SocalModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(self.predictor.predict_frames(trials))
 
 
-mlflow.models.set_model(SocalModel())  # what MLflow runs this file for
+set_model(SocalModel())  # what MLflow runs this file for
 
 
 def input_example(trial: Trial) -> pd.DataFrame:

@@ -1,9 +1,10 @@
 """The model package: everything needed to predict exactly as a run's evaluation did.
 
 A run writes it to ``<run>/model/`` (SageMaker's ``model.tar.gz`` holds the same files, and
-MLflow's ``model`` artifact holds them under ``artifacts/``): the best weights as a ``save_pretrained`` folder, plus
-``socal.json`` with the resolved run config (window, frame count, normalisation, precision),
-the task, the decision threshold and the regression target's scale. ``Predictor`` loads it and
+MLflow's ``model`` artifact holds them under ``artifacts/``): the best weights as a
+``save_pretrained`` folder, plus ``socal.json`` with the resolved run config (window, frame
+count, normalisation, precision), the task, the decision threshold and the regression target's
+scale. ``Predictor`` loads it and
 runs the run's own evaluation path (``ClipDataset`` without augmentation, ``Engine.predict``).
 """
 
