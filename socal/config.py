@@ -576,3 +576,15 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             diffs.append(f"{prefix}{key}: {a} -> {b}")
     return diffs
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value of a plain config dict (an empty dict is a leaf; lists stay)."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out

@@ -27,7 +27,7 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from socal.config import fingerprint
+from socal.config import fingerprint, flatten
 from socal.data.index import Trial
 from socal.errors import UserError
 
@@ -58,15 +58,6 @@ class Tracker:
 
     def close(self) -> None:
         """End a run that did not finish: KILLED when stopped by a signal, FAILED on an error."""
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict) or not node:
-        return {prefix[:-1]: node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        out.update(_flatten(value, f"{prefix}{key}."))
-    return out
 
 
 def _client(uri: Optional[str]) -> Any:
@@ -160,7 +151,7 @@ class MLflowTracker(Tracker):
         from mlflow.entities import Param
 
         container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        params = [Param(k, str(v)) for k, v in sorted(_flatten(container).items())]
+        params = [Param(k, str(v)) for k, v in sorted(flatten(container).items())]
         self.client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
