@@ -39,7 +39,12 @@ from socal.training import checkpoint, distributed, package, tracking
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
-from socal.training.metrics import baseline_outputs, results_table, task_metrics
+from socal.training.metrics import (
+    baseline_outputs,
+    predictions_table,
+    results_table,
+    task_metrics,
+)
 from socal.training.optim import build_optimizer, build_scheduler
 from socal.training.precision import resolve_precision
 from socal.training.runtime import (
@@ -100,19 +105,11 @@ def _predictions_table(
 ) -> pd.DataFrame:
     """predictions.csv rows of one subset; ``prediction`` at the chosen threshold."""
     chosen = [subsets[subset][i] for i in result.indices]
-    classification = TASKS[task].classification
-    prediction = (result.outputs >= threshold["value"]).astype(int) if threshold else result.outputs
+    value = threshold["value"] if threshold else None
+    table = predictions_table(chosen, result.outputs, result.labels, task, value)
     reference = baseline_outputs(task, subsets["train"], chosen, window)
-    return pd.DataFrame(
-        {
-            "trial": [t.trial_id for t in chosen],
-            "participant": [t.participant for t in chosen],
-            "label": result.labels,
-            "probability" if classification else "predicted": result.outputs,
-            "prediction": prediction,
-            "subset": subset,
-            **{BASELINE_PREFIX + name: out for name, out in reference.items()},
-        }
+    return table.assign(
+        subset=subset, **{BASELINE_PREFIX + name: out for name, out in reference.items()}
     )
 
 
