@@ -2,8 +2,8 @@
 
 Layers, bottom up (checked by the import-linter contracts in ``pyproject.toml``):
 
-- ``socal.config``, ``socal.errors``, ``socal.monitor``: the shared base (config schemas,
-  one-line user errors, the monitored metrics and their direction).
+- ``socal.config``, ``socal.errors``, ``socal.monitor``, ``socal.s3``: the shared base (config
+  schemas, one-line user errors, the monitored metrics and their direction, S3 URIs).
 - ``socal.models``: model families behind one seam (``socal.models.spec``), and their registry.
 - ``socal.data``: reading, checking, caching and splitting SOCAL; clips and augmentation.
 - ``socal.report``: statistics, plots and the report across runs; torch-free, used by training.

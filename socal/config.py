@@ -451,8 +451,11 @@ class TrackingConfig:
     experiment: str = "socal"
     # null: the run folder's name
     run_name: Optional[str] = None
-    # Log the model package (model/) as an artifact: python predict.py run=runs:/<id>/model
+    # Log the model package (model/) as an MLflow pyfunc model: python predict.py
+    # run=runs:/<id>/model, mlflow models serve -m runs:/<id>/model
     log_model: bool = True
+    # A Model Registry name: each run's model becomes a new version of it (null: not registered)
+    register: Optional[str] = None
 
 
 @dataclass
@@ -605,3 +608,15 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             diffs.append(f"{prefix}{key}: {a} -> {b}")
     return diffs
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value of a plain config dict (an empty dict is a leaf; lists stay)."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out

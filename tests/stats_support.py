@@ -19,6 +19,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from socal.report.run_results import output_column
+
 
 def resamples(groups: pd.Series, count: int, seed: int) -> list[np.ndarray]:
     names = sorted(groups.astype(str).unique())
@@ -52,3 +54,25 @@ def percentiles(values: list[float], confidence: float) -> list[float]:
     values = np.array(values, dtype=float)
     tail = (1 - confidence) / 2 * 100
     return list(np.percentile(values[~np.isnan(values)], [tail, 100 - tail]))
+
+
+def predictions_frame(
+    participant: np.ndarray,
+    label: np.ndarray,
+    output: np.ndarray,
+    task: str,
+    majority: float | np.ndarray,
+    length: np.ndarray,
+) -> pd.DataFrame:
+    """A predictions.csv-shaped table: each surgeon's two trials in a row (``S<id>T1``,
+    ``S<id>T2``), the model's output and the majority and trial-length baselines'."""
+    return pd.DataFrame(
+        {
+            "trial": [f"S{p}T{i % 2 + 1}" for i, p in enumerate(participant)],
+            "participant": participant,
+            "label": label,
+            output_column(task): output,
+            "baseline_majority": majority,
+            "baseline_trial_length": length,
+        }
+    )

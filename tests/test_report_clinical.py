@@ -32,7 +32,7 @@ from socal.data.splits import PUBLISHED_TEST_PARTICIPANTS
 from socal.report.metrics import isotonic_calibration, logistic_recalibration, logit
 from socal.report.run_results import choose_threshold, format_results, published_results
 
-from stats_support import percentiles, resamples
+from stats_support import percentiles, predictions_frame, resamples
 from test_report import report
 
 SETTINGS = EvalConfig(bootstrap=200, seed=3)
@@ -55,21 +55,11 @@ def _table(participants: list[str], seed: int, task: str, prevalence: float) -> 
     n = len(participant)
     if task == "classification":
         label, output = _scores(n, seed)
-        column = "probability"
     else:
         label = rng.gamma(2.0, 230.0, n)
         output = 0.7 * label + 120 + rng.normal(0, 150, n)
-        column = "predicted"
-    return pd.DataFrame(
-        {
-            "trial": [f"S{p}T{i % 2 + 1}" for i, p in enumerate(participant)],
-            "participant": participant,
-            "label": label,
-            column: output,
-            "baseline_majority": prevalence,
-            "baseline_trial_length": label + rng.normal(0, 0.5, n),
-        }
-    )
+    length = label + rng.normal(0, 0.5, n)
+    return predictions_frame(participant, label, output, task, prevalence, length)
 
 
 def test_calibration_intercept_and_slope_match_statsmodels_logistic_recalibration() -> None:

@@ -30,7 +30,7 @@ from socal.report.metrics import calibration_metrics, parse_threshold, youden_th
 from socal.report.run_results import choose_threshold, format_results, published_results
 from socal.training.run import check_settings
 
-from stats_support import ece, percentiles, resamples, sklearn_classification
+from stats_support import ece, percentiles, predictions_frame, resamples, sklearn_classification
 from support import compose_train
 
 SETTINGS = EvalConfig(bootstrap=300, seed=7)
@@ -43,25 +43,14 @@ def _table(n_surgeons: int, seed: int, task: str = "classification") -> pd.DataF
     if task == "classification":
         label = (rng.random(2 * n_surgeons) < 0.6).astype(float)
         output = np.clip(0.3 * label + 0.35 + rng.normal(0, 0.2, len(label)), 0.01, 0.99).round(2)
-        column = "probability"
         majority = np.ones(len(label))
         length = np.clip(0.5 * label + 0.25 + rng.normal(0, 0.3, len(label)), 0, 1)
     else:
         label = rng.gamma(2.0, 200.0, 2 * n_surgeons)
         output = label + rng.normal(0, 150, len(label))
-        column = "predicted"
         majority = np.full(len(label), label.mean())
         length = label + rng.normal(0, 300, len(label))
-    return pd.DataFrame(
-        {
-            "trial": [f"S{p}T{i % 2 + 1}" for i, p in enumerate(participant)],
-            "participant": participant,
-            "label": label,
-            column: output,
-            "baseline_majority": majority,
-            "baseline_trial_length": length,
-        }
-    )
+    return predictions_frame(participant, label, output, task, majority, length)
 
 
 def test_youden_threshold_maximises_j_on_validation() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +12,9 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import pytest
@@ -22,34 +26,29 @@ from support import REPO, TINY, compose_train, free_port, read_metrics, run_trai
 
 pytestmark = pytest.mark.slow
 
+MLFLOW = Path(sys.executable).with_name("mlflow")
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``mlflow server`` (the tracking extra) with a sqlite store, serving artifacts over HTTP."""
-    base = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{base / 'store.db'}",
-        "--artifacts-destination", str(base / "artifacts"),
-    ]  # fmt: skip
-    with (base / "server.log").open("w") as out:
+
+@contextmanager
+def http_process(
+    command: list[str], log: Path, health: str, env: Optional[dict] = None
+) -> Iterator[None]:
+    """``command`` (a server on 127.0.0.1) running until the block ends, once ``health`` answers."""
+    with log.open("w") as out:
         proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
-    uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while True:
             try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1).read()
+                urllib.request.urlopen(health, timeout=1).read()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((base / "server.log").read_text()) from None
+                    raise RuntimeError(log.read_text()) from None
                 time.sleep(0.5)
-        yield uri
+        yield
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
         try:
@@ -57,6 +56,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``mlflow server`` (the tracking extra) with a sqlite store, serving artifacts over HTTP."""
+    base = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    command = [
+        str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{base / 'store.db'}",
+        "--artifacts-destination", str(base / "artifacts"),
+    ]  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    with http_process(command, base / "server.log", f"{uri}/health"):
+        yield uri
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +127,8 @@ def test_a_run_logs_params_epochs_results_artifacts_and_the_model(
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     expected = {"config.yaml", "history.csv", "predictions.csv", "metrics.json", "split.csv"}
     assert expected | {"train.log", "model"} <= names
-    model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert {"model/model.safetensors", "model/socal.json"} <= model
+    model = {a.path for a in client.list_artifacts(run.info.run_id, "model/artifacts/model")}
+    assert {"model/artifacts/model/model.safetensors", "model/artifacts/model/socal.json"} <= model
     downloaded = Path(client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path)))
     assert downloaded.read_text() == (run_dir / "metrics.json").read_text()
 
@@ -168,7 +182,8 @@ def test_a_multirun_is_one_parent_run_with_a_child_per_job(
     experiment = f"sweep-{uuid.uuid4().hex[:8]}"
     proc = subprocess.run(
         [sys.executable, "train.py", "-m", *tracked(server, data_root, experiment),
-         "trainer.epochs=1", "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+         "trainer.epochs=1", "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+         f"tracking.register={experiment}"],
         cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
@@ -180,6 +195,12 @@ def test_a_multirun_is_one_parent_run_with_a_child_per_job(
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert {c.data.params["trainer.seed"] for c in children} == {"0", "1"}
     assert all(r.info.status == "FINISHED" for r in runs)
+    # Each job's model is a new version of the registered model.
+    from mlflow.tracking import MlflowClient
+
+    versions = MlflowClient(server).search_model_versions(f"name = '{experiment}'")
+    assert sorted(v.version for v in versions) == ["1", "2"]
+    assert {v.run_id for v in versions} == {c.info.run_id for c in children}
 
 
 def test_an_unreachable_server_is_reported_once_and_training_goes_on(
@@ -211,3 +232,90 @@ def test_tracking_changes_no_result_and_is_off_by_default() -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO, timeout=120)
+
+
+def frames_request(data_root: Path, trials: list[str]) -> list[dict]:
+    """The model's input rows: each trial's frames in order, as base64 JPEG strings."""
+    mapping = pd.read_csv(data_root / "frame_to_trial_mapping.csv").sort_values("frame_number")
+    return [
+        {
+            "id": trial,
+            "frames": [
+                base64.b64encode((data_root / "JPEGImages" / frame).read_bytes()).decode()
+                for frame in mapping[mapping.trial_id == trial].frame
+            ],
+        }
+        for trial in trials
+    ]
+
+
+def assert_answers(answers: pd.DataFrame, run_dir: Path) -> None:
+    """The run's own test predictions (predictions.csv) for the trials in ``answers``."""
+    expected = pd.read_csv(run_dir / "predictions.csv").query("subset == 'test'")
+    expected = expected.set_index("trial").loc[answers["id"]]
+    assert answers["probability"].to_numpy() == pytest.approx(expected.probability, abs=1e-5)
+    assert (answers["prediction"].to_numpy() == expected.prediction.to_numpy()).all()
+    threshold = read_metrics(run_dir)["threshold"]["value"]
+    assert answers["threshold"].to_numpy() == pytest.approx(threshold)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory, server: str, data_root: Path) -> dict:
+    """A run whose model is registered as version 1 of a new registered model."""
+    name = f"socal-{uuid.uuid4().hex[:8]}"
+    run_dir = tmp_path_factory.mktemp("registered") / "run"
+    overrides = [*tracked(server, data_root, name), "trainer.epochs=2", f"tracking.register={name}"]
+    run_train(run_dir, overrides)
+    (run,) = runs_of(server, name)
+    test = pd.read_csv(run_dir / "predictions.csv").query("subset == 'test'")
+    return {"name": name, "run_id": run.info.run_id, "run_dir": run_dir, "trials": list(test.trial)}
+
+
+def test_the_logged_model_is_a_pyfunc_model_that_predicts_the_runs_predictions(
+    server: str, data_root: Path, registered: dict
+) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(server)
+    uri = f"runs:/{registered['run_id']}/model"
+    info = mlflow.models.get_model_info(uri)
+    assert info.signature.inputs.input_names() == ["id", "frames"]
+    assert info.signature.outputs.input_names() == ["id", "probability", "prediction", "threshold"]
+    assert info.saved_input_example_info["type"] == "dataframe"
+    model = mlflow.pyfunc.load_model(uri)
+    example = model.input_example
+    assert list(example.columns) == ["id", "frames"] and example.id[0] in registered["trials"]
+    trials = registered["trials"][:4]
+    assert_answers(
+        model.predict(pd.DataFrame(frames_request(data_root, trials))), registered["run_dir"]
+    )
+
+
+def test_the_registered_model_serves_the_runs_predictions_with_mlflow_models_serve(
+    tmp_path: Path, server: str, data_root: Path, registered: dict
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    (version,) = MlflowClient(server).search_model_versions(f"name = '{registered['name']}'")
+    assert version.version == "1" and version.run_id == registered["run_id"]
+    port = free_port()
+    command = [
+        str(MLFLOW), "models", "serve", "-m", f"models:/{registered['name']}/1",
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+    env = {
+        **os.environ, "MLFLOW_TRACKING_URI": server, "HF_HUB_OFFLINE": "1",
+        "PATH": os.pathsep.join([str(MLFLOW.parent), os.environ["PATH"]]),  # its uvicorn
+        "PYTHONPATH": str(REPO),
+    }  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    trials = registered["trials"][:3]
+    body = json.dumps({"dataframe_records": frames_request(data_root, trials)}).encode()
+    with http_process(command, tmp_path / "serve.log", f"{url}/ping", env):
+        request = urllib.request.Request(
+            f"{url}/invocations", body, {"Content-Type": "application/json"}
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    answers = pd.DataFrame(answer["predictions"])
+    assert list(answers["id"]) == trials
+    assert_answers(answers, registered["run_dir"])

@@ -20,7 +20,9 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from socal.config import flatten
 from socal.errors import UserError
+from socal.s3 import split_s3
 
 # libyaml's parser when PyYAML has it: ten times faster on a hundred configs.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -74,13 +76,13 @@ class Run:
         return metric, float("nan") if value is None else float(value)
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {prefix[:-1]: tuple(node) if isinstance(node, list) else node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        out.update(flatten(value, f"{prefix}{key}."))
-    return out
+def config_columns(config: dict) -> dict[str, Any]:
+    """The run's config as dotted keys with hashable values (lists as tuples, no empty groups)."""
+    return {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in flatten(config).items()
+        if value != {}
+    }
 
 
 def run_folders(path: Path) -> list[Path]:
@@ -102,7 +104,7 @@ def load_run(folder: Path, name: str) -> Run:
     log = folder / EVALUATIONS
     lines = log.read_text().splitlines() if log.is_file() else []
     evaluations = [json.loads(line) for line in lines if line.strip()]
-    return Run(name, folder, flatten(config), metrics, predictions, split, evaluations)
+    return Run(name, folder, config_columns(config), metrics, predictions, split, evaluations)
 
 
 def record_evaluation(folder: Path, settings: dict, threshold: Optional[dict], test: dict) -> None:
@@ -133,7 +135,7 @@ def download_jobs(uri: str, cache: Path, progress: bool = True) -> Path:
         import boto3
     except ImportError:
         raise UserError("reading s3:// needs boto3: pip install 'socal[sagemaker]'") from None
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    bucket, prefix = split_s3(uri)
     s3 = boto3.client("s3")
     keys = [
         obj["Key"]

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from socal.errors import UserError
-from socal.sagemaker.job import JobPlan, split_s3
+from socal.s3 import split_s3
+from socal.sagemaker.job import JobPlan
 
 log = logging.getLogger("socal.launch")
 DIGEST_CHARS = 8

@@ -18,7 +18,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from socal.config import CONF_DIR, compose_train, config_differences, fingerprint, semantic_config
+from socal.config import (
+    CONF_DIR,
+    compose_train,
+    config_differences,
+    fingerprint,
+    flatten,
+    semantic_config,
+)
 from socal.errors import UserError
 
 FINGERPRINT_KEY = "socal_fingerprint"
@@ -62,18 +69,6 @@ def training_groups() -> list[str]:
 
 def hp_key(dotted: str) -> str:
     return dotted.replace(".", "__")
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> leaf value (scalars, lists of scalars, None) of a plain config dict."""
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 # -- what SageMaker does to a value on its way to the script --------------------------------

@@ -70,11 +70,6 @@ def _s3(uri: Optional[str], key: str) -> Optional[str]:
     return uri.rstrip("/")
 
 
-def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
-
-
 @dataclass
 class JobPlan:
     base_job_name: str

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from socal.config import CONF_DIR
 from socal.errors import UserError, exit_on_user_error
-from socal.sagemaker.job import split_s3
+from socal.s3 import split_s3
 from socal.sagemaker.launcher import MANIFEST, MANIFEST_COLUMNS
 from socal.sagemaker.packing import STATUS_FILE
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from socal.errors import UserError
+from socal.s3 import split_s3
 from socal.sagemaker import hyperparams
 from socal.sagemaker.exec_driver import COMMAND
-from socal.sagemaker.job import CHANNEL, ENTRY_SCRIPT, JobPlan, split_s3
+from socal.sagemaker.job import CHANNEL, ENTRY_SCRIPT, JobPlan
 
 
 def preflight(job: JobPlan, check_data: bool) -> Any:

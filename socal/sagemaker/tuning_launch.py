@@ -18,9 +18,9 @@ from hydra.core.config_loader import ConfigLoader
 from omegaconf import DictConfig, open_dict
 
 from socal.errors import UserError
+from socal.s3 import split_s3
 from socal.sagemaker import source_archive, tuning
 from socal.sagemaker import submit as aws
-from socal.sagemaker.job import split_s3
 from socal.sagemaker.launch_config import LOCAL_INSTANCE
 from socal.sagemaker.tuning import TuningPlan
 from socal.sagemaker.tuning_space import split_overrides

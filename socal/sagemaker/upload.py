@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from socal.config import CACHE_DIR_NAME
 from socal.errors import UserError, exit_on_user_error
+from socal.s3 import split_s3
 
 log = logging.getLogger("socal.sagemaker.upload")
 OUTCOMES = "socal_trial_outcomes.csv"
@@ -62,7 +63,7 @@ def local_files(folder: Path) -> dict[str, Path]:
 def parse_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://") or len(uri) <= len("s3://"):
         raise UserError(f"{uri} is not an S3 URI (s3://bucket/prefix)")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    bucket, prefix = split_s3(uri)
     return bucket, prefix.strip("/")
 
 

@@ -12,36 +12,16 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from omegaconf import DictConfig
 
 from socal.config import check_set
 from socal.data.dataset import ClipDataset
-from socal.data.index import Trial, index_folder
+from socal.data.index import index_folder
 from socal.serving.sources import fetch
-from socal.training.metrics import classification_metrics, regression_metrics
+from socal.training.metrics import classification_metrics, predictions_table, regression_metrics
 from socal.training.package import Predictor
 
 log = logging.getLogger(__name__)
-
-
-def predictions_table(
-    trials: list[Trial], outputs: np.ndarray, labels: np.ndarray, predictor: Predictor
-) -> pd.DataFrame:
-    """The columns of a run's predictions.csv (without ``subset``), at the run's threshold."""
-    classification = predictor.task == "classification"
-    return pd.DataFrame(
-        {
-            "trial": [t.trial_id for t in trials],
-            "participant": [t.participant for t in trials],
-            "label": labels,
-            "probability" if classification else "predicted": outputs,
-            "prediction": (
-                (outputs >= predictor.threshold).astype(int) if classification else outputs
-            ),
-        }
-    )
 
 
 def predict(cfg: DictConfig, out_dir: Path) -> dict:
@@ -58,7 +38,8 @@ def predict(cfg: DictConfig, out_dir: Path) -> dict:
     batch_size = cfg.batch_size or predictor.config.trainer.batch_size
     result = predictor.predict(trials, root, batch_size, cfg.data.cache.value, loader)
     chosen = [trials[i] for i in result.indices]
-    table = predictions_table(chosen, result.outputs, result.labels, predictor)
+    threshold = predictor.threshold if predictor.task == "classification" else None
+    table = predictions_table(chosen, result.outputs, result.labels, predictor.task, threshold)
     table.to_csv(out_dir / "predictions.csv", index=False)
     labelled = table[table["label"].notna()]
     summary = {

@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 from socal.errors import UserError
+from socal.s3 import split_s3
 from socal.training.package import find
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def _from_s3(uri: str, dest: Path) -> Path:
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:
         raise UserError(f"run={uri}: reading s3:// needs boto3 (pip install boto3)") from None
-    bucket, _, key = uri[len("s3://") :].partition("/")
+    bucket, key = split_s3(uri)
     local = dest.parent / "model.tar.gz"
     local.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s", uri)

@@ -42,6 +42,7 @@ from socal.report.metrics import (  # noqa: F401  (re-exported)
     regression_metrics,
     task_metrics,
 )
+from socal.report.run_results import output_column
 
 HEADLINE = {"classification": "accuracy", "regression": "rmse"}
 
@@ -118,6 +119,26 @@ def window_end(window: Optional[WindowConfig]) -> Optional[int]:
 
 def applicable_length_baseline(window: Optional[WindowConfig]) -> str:
     return "trial_length" if window_end(window) is None else "trial_length_window"
+
+
+def predictions_table(
+    trials: list[Trial],
+    outputs: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    threshold: Optional[float],
+) -> pd.DataFrame:
+    """The columns of predictions.csv that a run and ``predict.py`` write, one row per trial:
+    ``prediction`` at ``threshold`` (classification) or the predicted value (None: regression)."""
+    return pd.DataFrame(
+        {
+            "trial": [t.trial_id for t in trials],
+            "participant": [t.participant for t in trials],
+            "label": labels,
+            output_column(task): outputs,
+            "prediction": outputs if threshold is None else (outputs >= threshold).astype(int),
+        }
+    )
 
 
 def baseline_outputs(

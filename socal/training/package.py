@@ -1,20 +1,25 @@
 """The model package: everything needed to predict exactly as a run's evaluation did.
 
-A run writes it to ``<run>/model/`` (and SageMaker's ``model.tar.gz``, and MLflow's ``model``
-artifact, hold the same files): the best weights as a ``save_pretrained`` folder, plus
-``socal.json`` with the resolved run config (window, frame count, normalisation, precision),
-the task, the decision threshold and the regression target's scale. ``Predictor`` loads it and
+A run writes it to ``<run>/model/`` (SageMaker's ``model.tar.gz`` holds the same files, and
+MLflow's ``model`` artifact holds them under ``artifacts/``): the best weights as a
+``save_pretrained`` folder, plus ``socal.json`` with the resolved run config (window, frame
+count, normalisation, precision), the task, the decision threshold and the regression target's
+scale. ``Predictor`` loads it and
 runs the run's own evaluation path (``ClipDataset`` without augmentation, ``Engine.predict``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_model, save_model
@@ -22,8 +27,15 @@ from torch.utils.data import DataLoader
 
 from socal.config import Precision, TrainConfig, fingerprint
 from socal.data.dataset import ClipDataset
-from socal.data.index import Trial
-from socal.data.tools import TOOLS_CSV, ToolAnnotations, load_tools, tool_features
+from socal.data.index import DataReport, Trial, readable_frames
+from socal.data.tools import (
+    TOOLS_CSV,
+    ToolAnnotations,
+    frame_sizes,
+    load_tools,
+    read_tools,
+    tool_features,
+)
 from socal.errors import UserError
 from socal.models import VideoModel, family_of, spec_from_dict, spec_to_dict
 from socal.models.videomae import load_format1
@@ -77,8 +89,10 @@ def save(
 
 
 def find(directory: Path) -> Path:
-    """The package folder in ``directory``: itself, or its ``model/`` (a run folder)."""
-    for candidate in (directory, directory / MODEL_DIR):
+    """The package folder in ``directory``: itself, its ``model/`` (a run folder) or the one
+    under its ``artifacts/`` (an MLflow model, ``socal.training.mlflow_model``)."""
+    mlflow_artifacts = sorted((directory / "artifacts").glob("*"))
+    for candidate in (directory, directory / MODEL_DIR, *mlflow_artifacts):
         if (candidate / INFO_FILE).is_file():
             return candidate
     raise UserError(
@@ -102,6 +116,19 @@ def _load_model(directory: Path, config: DictConfig, info: dict) -> VideoModel:
             + " ".join(str(err).split())[:300]
         ) from err
     return VideoModel(family, net, spec_from_dict(info["spec"]), tool_classes)
+
+
+def decode_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``[{"id": ..., "frames": [jpeg bytes, ...]}, ...]`` from trials whose frames are base64
+    JPEG strings, in order (a request to the endpoint or to the MLflow model)."""
+    return [
+        {
+            "id": str(trial.get("id", f"trial-{i}")),
+            "frames": [base64.b64decode(frame) for frame in trial["frames"]],
+            "tools": trial.get("tools"),  # per frame, its [x1, y1, x2, y2, class] boxes
+        }
+        for i, trial in enumerate(trials)
+    ]
 
 
 @dataclass
@@ -182,3 +209,71 @@ class Predictor:
             )
         log.info("tool input for %d trials: %s", len(trials), ", ".join(classes))
         return tool_features(tools, trials, self.config.data.window, classes).presence
+
+    def predict_frames(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each trial's output from its frames in memory (``decode_trials``), through the run's
+        evaluation clip: the endpoint's and the MLflow model's answer.
+
+        Frames are checked as ``predict.py`` checks them: a bad one is replaced by its nearest
+        good neighbour; a trial without any decodable frame is an error for the request, not a
+        guess.
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            trials, seconds = [], []
+            for k, item in enumerate(data):
+                paths = []
+                for i, frame in enumerate(item["frames"]):
+                    path = Path(tmp) / f"{k:04d}_{i:08d}.jpeg"
+                    path.write_bytes(frame)
+                    paths.append(path)
+                report = DataReport()
+                usable = readable_frames(item["id"], paths, report)  # the data check's rule
+                if usable is None:
+                    raise ValueError(f"trial {item['id']}: no frame is a complete JPEG")
+                for line in report.lines():
+                    log.warning("trial %s: %s", item["id"], line)
+                trials.append(Trial(item["id"], item["id"], math.nan, tuple(usable)))
+                seconds += [(path.name, item["id"], i) for i, path in enumerate(paths)]
+            tools = self._request_tools(data, trials, seconds, Path(tmp))
+            result = self.predict(trials, Path(tmp), batch_size=len(trials), tools=tools)
+        outputs = dict(zip(result.indices.tolist(), result.outputs.tolist(), strict=True))
+        if self.task != "classification":
+            return [{"id": t.trial_id, "predicted": outputs[i]} for i, t in enumerate(trials)]
+        return [
+            {
+                "id": t.trial_id,
+                "probability": outputs[i],
+                "prediction": int(outputs[i] >= self.threshold),
+                "threshold": self.threshold,
+            }
+            for i, t in enumerate(trials)
+        ]
+
+    def _request_tools(
+        self,
+        data: list[dict[str, Any]],
+        trials: list[Trial],
+        seconds: list[tuple[str, str, int]],
+        folder: Path,
+    ) -> Optional[ToolAnnotations]:
+        """The request's tool boxes, read as ``socal.csv`` is; None for a model without tools."""
+        classes = self.tool_classes
+        if not classes:
+            return None
+        lines = []
+        for item in data:
+            boxes = item.get("tools")
+            if boxes is None or len(boxes) != len(item["frames"]):
+                raise ValueError(
+                    f"trial {item['id']}: this model takes tool annotations (data.tools: "
+                    f'{", ".join(classes)}): send "tools", one list of '
+                    "[x1, y1, x2, y2, class] boxes per frame"
+                )
+            names = [name for name, trial_id, _ in seconds if trial_id == item["id"]]
+            for name, frame_boxes in zip(names, boxes, strict=True):
+                rows = [",".join(str(v) for v in box) for box in frame_boxes] or [",,,,"]
+                lines += [f"{name},{row}" for row in rows]
+        path = folder / TOOLS_CSV
+        path.write_text("\n".join(lines) + "\n")
+        table = pd.DataFrame(seconds, columns=["frame", "trial_id", "second"])
+        return read_tools(path, table, frame_sizes(trials))

@@ -40,7 +40,12 @@ from socal.training import checkpoint, distributed, package, tracking
 from socal.training.distributed import Dist
 from socal.training.engine import Engine, Predictions
 from socal.training.interrupt import StopSignal
-from socal.training.metrics import baseline_outputs, results_table, task_metrics
+from socal.training.metrics import (
+    baseline_outputs,
+    predictions_table,
+    results_table,
+    task_metrics,
+)
 from socal.training.optim import build_optimizer, build_scheduler
 from socal.training.precision import resolve_precision
 from socal.training.runtime import (
@@ -102,20 +107,12 @@ def _predictions_table(
 ) -> pd.DataFrame:
     """predictions.csv rows of one subset; ``prediction`` at the chosen threshold."""
     chosen = [subsets[subset][i] for i in result.indices]
-    classification = TASKS[task].classification
-    prediction = (result.outputs >= threshold["value"]).astype(int) if threshold else result.outputs
+    value = threshold["value"] if threshold else None
+    table = predictions_table(chosen, result.outputs, result.labels, task, value)
     apms = tools.apms if tools else None
     reference = baseline_outputs(task, subsets["train"], chosen, window, apms)
-    return pd.DataFrame(
-        {
-            "trial": [t.trial_id for t in chosen],
-            "participant": [t.participant for t in chosen],
-            "label": result.labels,
-            "probability" if classification else "predicted": result.outputs,
-            "prediction": prediction,
-            "subset": subset,
-            **{BASELINE_PREFIX + name: out for name, out in reference.items()},
-        }
+    return table.assign(
+        subset=subset, **{BASELINE_PREFIX + name: out for name, out in reference.items()}
     )
 
 
@@ -339,7 +336,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
             package.save(
                 engine.evaluated, cfg, result, engine.target_scale, run_dir / package.MODEL_DIR
             )
-        tracker.finish(result, run_dir)
+        tracker.finish(result, run_dir, subsets["test"][0])
         if dist.is_main:
             checkpoint.mark_finished(engine.checkpoint_dir, result["config_fingerprint"])
         return result

@@ -7,6 +7,7 @@ import logging
 import platform
 import random
 from contextlib import AbstractContextManager
+from typing import cast
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     """``trainer.compile``: ``torch.compile`` of ``model`` (the DDP wrapper, when there is one,
     so its graph breaks at the gradient buckets). The wrapper shares ``model``'s parameters."""
     log.info("trainer.compile=true: the first steps compile the model")
-    return torch.compile(model)
+    return cast(torch.nn.Module, torch.compile(model))
 
 
 def autocast(precision: Precision, device: torch.device) -> AbstractContextManager:

@@ -3,7 +3,9 @@
 Logged, from rank 0 only: every resolved config key as a param (dotted names), the config group
 choices and the fingerprint as tags, each epoch's history row as metrics with ``step=epoch``,
 the test metrics, the run folder's files (config, history, predictions, metrics, split, plots,
-log) and the model package (``model/``: ``python predict.py run=runs:/<id>/model``). A resumed
+log) and the model package as an MLflow pyfunc model (``model``: ``socal.training.mlflow_model``;
+``python predict.py run=runs:/<id>/model``), registered as a new version of
+``tracking.register`` when that names a registered model. A resumed
 run continues the same MLflow run (its id is in the checkpoint); a multirun is one parent run
 with a child per job (``SweepRun``, a Hydra callback set by ``socal/conf/tracking/mlflow.yaml``).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +27,8 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from socal.config import fingerprint
+from socal.config import fingerprint, flatten
+from socal.data.index import Trial
 from socal.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -48,20 +52,12 @@ class Tracker:
     def log_epoch(self, row: dict) -> None:
         """One history row (``epoch``, ``train_loss``, ``val_*``, ``lr``)."""
 
-    def finish(self, result: dict, run_dir: Path) -> None:
-        """Test metrics, the run folder's files and the model; the run ends FINISHED."""
+    def finish(self, result: dict, run_dir: Path, example: Trial) -> None:
+        """Test metrics, the run folder's files and the model (``example``: a trial for its
+        input example); the run ends FINISHED."""
 
     def close(self) -> None:
         """End a run that did not finish: KILLED when stopped by a signal, FAILED on an error."""
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict) or not node:
-        return {prefix[:-1]: node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        out.update(_flatten(value, f"{prefix}{key}."))
-    return out
 
 
 def _client(uri: Optional[str]) -> Any:
@@ -106,6 +102,7 @@ class MLflowTracker(Tracker):
         self.uri = cfg.tracking.uri
         self.client = _client(self.uri)
         self.log_model = cfg.tracking.log_model
+        self.register = cfg.tracking.register
         self.failed = False
         self.finished = False
 
@@ -154,7 +151,7 @@ class MLflowTracker(Tracker):
         from mlflow.entities import Param
 
         container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        params = [Param(k, str(v)) for k, v in sorted(_flatten(container).items())]
+        params = [Param(k, str(v)) for k, v in sorted(flatten(container).items())]
         self.client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
@@ -174,12 +171,12 @@ class MLflowTracker(Tracker):
             values = {k: v for k, v in row.items() if k != "epoch"}
             self.safely("logging metrics", lambda: self._metrics(values, row["epoch"]))
 
-    def finish(self, result: dict, run_dir: Path) -> None:
+    def finish(self, result: dict, run_dir: Path, example: Trial) -> None:
         if self.run_id:
-            self.safely("logging the results", lambda: self._finish(result, run_dir))
+            self.safely("logging the results", lambda: self._finish(result, run_dir, example))
         self.finished = True
 
-    def _finish(self, result: dict, run_dir: Path) -> None:
+    def _finish(self, result: dict, run_dir: Path, example: Trial) -> None:
         epochs = result["epochs_trained"]
         self._metrics(result["test"], epochs, "test_")
         self._metrics(result["best_val"], epochs, "best_")
@@ -187,11 +184,25 @@ class MLflowTracker(Tracker):
         for path in [*files, *sorted(run_dir.glob("*.png"))]:
             if path.is_file():
                 self.client.log_artifact(self.run_id, str(path))
-        model = run_dir / MODEL_ARTIFACT
-        if self.log_model and model.is_dir():
-            self.client.log_artifacts(self.run_id, str(model), MODEL_ARTIFACT)
+        package = run_dir / MODEL_ARTIFACT
+        if self.log_model and package.is_dir():
+            self._log_model(package, example)
         self.client.set_terminated(self.run_id, "FINISHED")
         log.info("MLflow run %s finished: model at runs:/%s/model", self.run_id, self.run_id)
+
+    def _log_model(self, package: Path, example: Trial) -> None:
+        from socal.training import mlflow_model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model = mlflow_model.save(package, Path(tmp) / MODEL_ARTIFACT, example)
+            self.client.log_artifacts(self.run_id, str(model), MODEL_ARTIFACT)
+        if self.register:
+            if not self.client.search_registered_models(f"name = '{self.register}'"):
+                self.client.create_registered_model(self.register)
+            version = self.client.create_model_version(
+                self.register, f"runs:/{self.run_id}/{MODEL_ARTIFACT}", self.run_id
+            )
+            log.info("registered as models:/%s/%s", self.register, version.version)
 
     def close(self) -> None:
         if self.run_id and not self.finished:
