@@ -338,7 +338,10 @@ def ensure_synthetic(root: Path, spec: SyntheticSpec, progress: bool = True) -> 
     if root.exists() and any(root.iterdir()):
         if _matches(root, spec):
             return root
-        raise ValueError(f"{root} exists and is not a synthetic SOCAL folder of this spec")
+        raise ValueError(
+            f"{root} exists and is not a synthetic SOCAL folder of this spec (one generated "
+            "before socal.csv existed is not either): delete it to regenerate"
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
